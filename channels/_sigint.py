@@ -1,0 +1,73 @@
+"""Keep KeyboardInterrupt out of the middle of a frame.
+
+A thread that sends or receives on the socket must not be stopped half-way: a
+half-written frame would corrupt the stream, a half-dispatched batch would lose
+messages. Only the main thread ever gets KeyboardInterrupt from SIGINT, so
+there we install a handler that, inside a critical section, only records the
+interrupt and raises it when the section ends. When someone else owns SIGINT
+(a custom handler), the main thread leaves socket IO to the IO thread instead.
+"""
+
+import signal
+import threading
+
+_main_ident = threading.main_thread().ident
+
+
+class _State:
+    depth = 0
+    pending = False
+
+
+def _handler(signum, frame):
+    if _State.depth:
+        _State.pending = True
+        return
+    raise KeyboardInterrupt
+
+
+def install():
+    """Install the deferring handler if SIGINT is Python's default (main thread only)."""
+    if threading.get_ident() != _main_ident:
+        return
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _handler)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
+def may_do_io():
+    """True when the calling thread can safely run a critical section itself."""
+    if threading.get_ident() != _main_ident:
+        return True
+    return signal.getsignal(signal.SIGINT) is _handler
+
+
+def interrupt_main():
+    """Raise KeyboardInterrupt in the main thread, waking it from blocking calls."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(_main_ident, signal.SIGINT)
+    else:
+        import _thread
+        _thread.interrupt_main()
+
+
+class critical:
+    """Context manager: SIGINT in the main thread waits until the section ends."""
+
+    __slots__ = ("_main",)
+
+    def __enter__(self):
+        self._main = threading.get_ident() == _main_ident
+        if self._main:
+            _State.depth += 1
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._main:
+            _State.depth -= 1
+            if _State.depth == 0 and _State.pending:
+                _State.pending = False
+                if exc_type is None:
+                    raise KeyboardInterrupt

@@ -1,0 +1,767 @@
+"""Channels: one end of one authenticated TCP connection carrying 128 channels each way.
+
+Threads and roles. Each connection has one IO thread (the accept thread becomes
+it once the peer is proven). It sends heartbeats, notices silence, and reads the
+socket and sends queued frames whenever no caller does. Callers do the IO
+themselves when they can, because waking a thread costs 50-100 us here:
+
+- the *read role*: a thread blocked in a read with nothing queued reads the
+  socket itself when nobody else does (the IO thread steps aside meanwhile),
+  so its message needs no hand-off between threads;
+- the *send role*: write() sends at once when nobody else is sending, unless
+  writes come in a burst (less than COALESCE_SECONDS apart): then they are
+  queued and the IO thread sends them together, so a stream of small messages
+  costs few system calls. A thread about to block in a read sends what is
+  queued first.
+
+Every socket operation and the bookkeeping after it runs in a critical
+section (see _sigint), so a KeyboardInterrupt never leaves half a frame.
+All state is guarded by one lock; each receiving channel has a condition on it.
+"""
+
+import heapq
+import itertools
+import math
+import select
+import socket
+import threading
+import time
+from collections import deque
+
+from . import _sigint
+from .channel import ReceivingChannel, SendingChannel
+from .errors import AuthenticationError, ChannelsError, ConnectionClosed, ProtocolError
+from .frames import (NUM_CHANNELS, MAX_FRAGMENT, CloseCode, Decoder, Flags, FrameType,
+                     data_header, decode_goaway, decode_u32, decode_u64, encode_frame,
+                     encode_goaway, encode_ping, encode_window)
+from .handshake import CONNECTOR, HOST, Handshake
+
+CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresponsive", "closed"
+
+# Writes closer together than this are a burst and are coalesced (see above).
+COALESCE_SECONDS = 50e-6
+# Bytes handed to one send() call at most; bounds the time the send role is held.
+BATCH_BYTES = 256 * 1024
+# Bytes asked of one recv() call.
+RECV_BYTES = 256 * 1024
+# The receive window per channel: how much one channel may have in flight and
+# unread. 128 channels x 1 MiB bounds what a peer can make us hold.
+DEFAULT_WINDOW = 1024 * 1024
+DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
+# Heartbeats missed before the peer counts as unresponsive.
+MISSED_HEARTBEATS = 3
+HANDSHAKE_TIMEOUT = 5.0
+
+
+def _is_loopback(address):
+    if address in ("localhost", ""):
+        return address == "localhost"
+    import ipaddress
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class Channels:
+    """One end of a connection. See the package docstring and README for the API."""
+
+    def __init__(self, key=None, allow_interrupt=False, heartbeat_interval=1.0,
+                 dead_timeout=None, max_message_size=DEFAULT_MAX_MESSAGE,
+                 window=DEFAULT_WINDOW):
+        if key is not None and not isinstance(key, (bytes, bytearray)):
+            raise TypeError("key must be bytes, not %s" % type(key).__name__)
+        if not heartbeat_interval > 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if dead_timeout is not None and dead_timeout < MISSED_HEARTBEATS * heartbeat_interval:
+            raise ValueError("dead_timeout must be at least %d heartbeat intervals"
+                             % MISSED_HEARTBEATS)
+        if not MAX_FRAGMENT <= window < 2 ** 31:
+            raise ValueError("window must be between %d and 2**31 bytes" % MAX_FRAGMENT)
+        if not 0 < max_message_size < 2 ** 63:
+            raise ValueError("max_message_size must be positive")
+        self._key = bytes(key) if key else None
+        self._allow_interrupt = allow_interrupt
+        self._interval = float(heartbeat_interval)
+        self._dead_timeout = dead_timeout
+        self.max_message_size = max_message_size
+        self._window = window
+
+        self._lock = threading.Lock()
+        self._state_changed = threading.Condition(self._lock)
+        self._send_progress = threading.Condition(self._lock)
+        self._state = CONNECTING
+        self._close_reason = None
+        self._callbacks_due = []
+        self._close_callbacks = []
+        self._state_callbacks = []
+        self._port = None
+        self._sock = None
+        self._listener = None
+        self._io_thread = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_pending = False
+
+        self._decoder = Decoder()
+        self._reading = False        # someone holds the read role
+        self._foreground = False     # a caller waits on the socket itself
+        self._io_stepped_aside = False
+        self._sending = False        # someone holds the send role
+        self._control = deque()      # encoded control frames, sent before data
+        self._order = []             # heap of (seq, channel) with queued items
+        self._seq = itertools.count()
+        self._unsent = None          # memoryview of a batch not yet fully sent
+        self._unsent_channels = frozenset()
+        self._last_write = 0.0
+        self._last_sent = self._last_heard = time.monotonic()
+        self._pings = itertools.count(1)
+        self._peer_max_message = max_message_size
+
+        self._senders = [SendingChannel(self, i) for i in range(NUM_CHANNELS)]
+        self._receivers = [ReceivingChannel(self, i, window) for i in range(NUM_CHANNELS)]
+        _sigint.install()
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def state(self):
+        return self._state
+
+    @property
+    def is_connected(self):
+        return self._state in (CONNECTED, UNRESPONSIVE)
+
+    @property
+    def port(self):
+        return self._port
+
+    @property
+    def close_reason(self):
+        """Why the connection ended (an exception), or None while it has not."""
+        return self._close_reason
+
+    def get_sending_channel(self, index):
+        return self._senders[self._check_index(index)]
+
+    def get_receiving_channel(self, index):
+        return self._receivers[self._check_index(index)]
+
+    def add_close_callback(self, callback):
+        """Call callback(reason) once when the connection ends (now, if it has)."""
+        with self._lock:
+            if self._state != CLOSED:
+                self._close_callbacks.append(callback)
+                return
+        callback(self._close_reason)
+
+    def add_state_callback(self, callback):
+        """Call callback(state) on every change of state, from the IO thread."""
+        with self._lock:
+            self._state_callbacks.append(callback)
+
+    def host(self, port=0, address="127.0.0.1"):
+        """Listen on address:port; the peer is accepted in the background. Returns the port."""
+        if not self._key and not _is_loopback(address):
+            raise ValueError("hosting on the non-loopback address %r needs a key" % address)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((address, port))
+            listener.listen(8)
+        except BaseException:
+            listener.close()
+            raise
+        with self._lock:
+            if self._listener or self._sock or self._state == CLOSED:
+                listener.close()
+                raise RuntimeError("this Channels object is already hosting, connected or closed")
+            self._listener = listener
+            self._port = listener.getsockname()[1]
+            self._io_thread = threading.Thread(target=self._accept_then_run, daemon=True,
+                                               name="channels-host-%d" % self._port)
+        self._io_thread.start()
+        return self._port
+
+    def connect(self, port, address="127.0.0.1", timeout=5.0):
+        """Connect to a hosting peer and run the handshake; raises on failure."""
+        with self._lock:
+            if self._listener or self._sock or self._state == CLOSED:
+                raise RuntimeError("this Channels object is already hosting, connected or closed")
+        deadline = time.monotonic() + timeout
+        sock = socket.create_connection((address, port), timeout=timeout)
+        try:
+            handshake = self._handshake(sock, CONNECTOR, deadline)
+        except BaseException:
+            sock.close()
+            raise
+        self._port = port
+        with self._lock:
+            if self._state == CLOSED:
+                sock.close()
+                raise ConnectionClosed("closed while connecting")
+            self._io_thread = threading.Thread(target=self._run, args=(sock, handshake),
+                                               daemon=True, name="channels-%d" % port)
+            self._io_thread.start()
+            while self._state == CONNECTING:
+                self._state_changed.wait()
+
+    def wait_connected(self, timeout=None):
+        """Wait until connected; False when the timeout passed or the connection closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._state == CONNECTING:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._state_changed.wait(remaining)
+            return self._state in (CONNECTED, UNRESPONSIVE)
+
+    def interrupt(self):
+        """Ask the peer to raise KeyboardInterrupt in its main thread (if it allows it)."""
+        with self._lock:
+            self._check_open()
+            self._control.append(encode_frame(FrameType.INTERRUPT))
+            self._kick()
+
+    def close(self, timeout=5.0):
+        """Send what was written (waiting at most timeout), tell the peer, end every thread."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._state in (CONNECTED, UNRESPONSIVE):
+                self._drain(deadline)
+                if self._state != CLOSED:
+                    self._control.append(encode_goaway(CloseCode.NORMAL, "its close() was called"))
+                    self._drain(deadline)
+        self._shut(ConnectionClosed("closed locally"))
+        thread = self._io_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.1, deadline - time.monotonic()))
+        self._run_callbacks()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return "<Channels port=%s state=%s>" % (self._port, self._state)
+
+    # -- handshake ----------------------------------------------------------
+
+    def _handshake(self, sock, role, deadline):
+        """Run the handshake on sock; returns the finished Handshake or raises."""
+        handshake = Handshake(self._key, role, self.max_message_size, self._window)
+        sock.setblocking(False)
+        self._send_blocking(sock, handshake.start(), deadline)
+        while not handshake.done:
+            if not self._wait_for(sock, deadline):
+                raise AuthenticationError("the peer did not complete the handshake in time")
+            try:
+                data = sock.recv(handshake.needed)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                raise AuthenticationError("the peer closed the connection during the handshake")
+            reply = handshake.feed(data)
+            if reply:
+                self._send_blocking(sock, reply, deadline)
+            if handshake.rejected:
+                raise AuthenticationError("the peer does not know the key")
+        return handshake
+
+    def _wait_for(self, sock, deadline, write=False):
+        """Wait until sock is ready (False on timeout); close() interrupts the wait."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        readable, writable = _poll([self._wake_r] + ([] if write else [sock]),
+                                   [sock] if write else [], remaining)
+        if self._state == CLOSED:
+            raise ConnectionClosed("closed locally")
+        if self._wake_r in readable:
+            self._drain_wake()
+        return sock in (writable if write else readable)
+
+    def _send_blocking(self, sock, data, deadline):
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view):]
+            except (BlockingIOError, InterruptedError):
+                if not self._wait_for(sock, deadline, write=True):
+                    raise AuthenticationError("the peer did not complete the handshake in time")
+
+    # -- the IO thread ------------------------------------------------------
+
+    def _accept_then_run(self):
+        listener = self._listener
+        try:
+            while True:
+                readable = _poll([listener, self._wake_r], [], None)[0]
+                if self._state == CLOSED:
+                    return
+                if self._wake_r in readable:
+                    self._drain_wake()
+                if listener not in readable:
+                    continue
+                try:
+                    sock, _ = listener.accept()
+                except OSError:
+                    continue
+                try:
+                    handshake = self._handshake(sock, HOST, time.monotonic() + HANDSHAKE_TIMEOUT)
+                except (ChannelsError, OSError) as error:
+                    # A port scanner or a peer with the wrong key: drop it, keep waiting.
+                    self.last_rejected = error
+                    sock.close()
+                    continue
+                break
+        except BaseException as error:  # a bug: end the connection, never hang
+            self._shut(ChannelsError("the accept thread failed: %r" % (error,)))
+            self._run_callbacks()
+            return
+        finally:
+            listener.close()
+        self._run(sock, handshake)
+
+    def _run(self, sock, handshake):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        with self._lock:
+            if self._state == CLOSED:
+                sock.close()
+                return
+            self._sock = sock
+            self._peer_max_message = handshake.peer_max_message_size
+            for sender in self._senders:
+                sender._credit = handshake.peer_window
+            self._last_sent = self._last_heard = time.monotonic()
+            self._set_state(CONNECTED)
+            self._kick()
+        self._run_callbacks()
+        try:
+            self._io_loop(sock)
+        except BaseException as error:  # a bug: end the connection, never hang
+            self._shut(ChannelsError("the IO thread failed: %r" % (error,)))
+        finally:
+            self._shut(ConnectionClosed("closed"))
+            sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            self._run_callbacks()
+
+    def _io_loop(self, sock):
+        poller = select.poll() if hasattr(select, "poll") else None
+        while True:
+            with self._lock:
+                if self._state == CLOSED:
+                    return
+                read = not (self._foreground or self._reading)
+                self._io_stepped_aside = not read
+                write = not self._sending and self._sendable()
+                timeout = self._timers()
+            if poller is not None:
+                mask = (select.POLLIN if read else 0) | (select.POLLOUT if write else 0)
+                if mask:
+                    poller.register(sock, mask)
+                else:
+                    try:
+                        poller.unregister(sock)
+                    except KeyError:
+                        pass
+                poller.register(self._wake_r, select.POLLIN)
+                events = dict(poller.poll(math.ceil(timeout * 1000)))
+                readable = events.get(sock.fileno(), 0) & (select.POLLIN | select.POLLHUP | select.POLLERR)
+                writable = events.get(sock.fileno(), 0) & (select.POLLOUT | select.POLLHUP | select.POLLERR)
+                woken = self._wake_r.fileno() in events
+            else:
+                r, w, _ = select.select([self._wake_r] + ([sock] if read else []),
+                                        [sock] if write else [], [], timeout)
+                readable, writable, woken = sock in r, sock in w, self._wake_r in r
+            if woken:
+                self._drain_wake()
+            if readable:
+                self._read_once(from_io=True)
+            if writable:
+                with self._lock:
+                    if not self._sending and self._state != CLOSED:
+                        self._pump()
+            self._run_callbacks()
+
+    def _timers(self):
+        """Heartbeat and liveness bookkeeping (lock held); returns seconds to the next check."""
+        now = time.monotonic()
+        if now - self._last_sent >= self._interval:
+            self._control.append(encode_ping(next(self._pings)))
+            self._last_sent = now
+        silent = now - self._last_heard
+        limit = MISSED_HEARTBEATS * self._interval
+        if self._state == CONNECTED and silent > limit:
+            self._set_state(UNRESPONSIVE)
+        if self._dead_timeout is not None and silent > self._dead_timeout:
+            self._mark_closed(ConnectionClosed("the peer was silent for %.1f s" % silent))
+            return 0
+        due = [self._last_sent + self._interval]
+        if self._state == CONNECTED:
+            due.append(self._last_heard + limit)
+        if self._dead_timeout is not None:
+            due.append(self._last_heard + self._dead_timeout)
+        return max(0.0, min(due) - now)
+
+    def _drain_wake(self):
+        with self._lock:
+            self._wake_pending = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError, OSError):
+            pass
+
+    def _wake_io(self):
+        """Make the IO thread look at the state again (lock held)."""
+        if self._wake_pending or self._state == CLOSED:
+            return
+        self._wake_pending = True
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, InterruptedError, OSError):
+            pass
+
+    # -- reading ------------------------------------------------------------
+
+    def _can_read_here(self):
+        """May the calling thread, waiting for a message, read the socket itself? (lock held)"""
+        return (self._sock is not None and self._state in (CONNECTED, UNRESPONSIVE)
+                and not self._foreground and not self._reading and _sigint.may_do_io())
+
+    def _read_in_foreground(self, timeout):
+        """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
+        self._foreground = True
+        if not self._sending and self._sendable():
+            self._pump()  # what we wrote before waiting for the answer goes first
+        sock = self._sock
+        try:
+            self._lock.release()
+            try:
+                if _wait_readable(sock, timeout):
+                    self._read_once(from_io=False)
+            finally:
+                self._lock.acquire()
+        finally:
+            self._foreground = False
+            if self._io_stepped_aside:
+                self._wake_io()
+
+    def _read_once(self, from_io):
+        """Read what the socket has and dispatch its frames (lock not held)."""
+        with _sigint.critical():
+            with self._lock:
+                if self._reading or self._state == CLOSED or (from_io and self._foreground):
+                    return
+                self._reading = True
+            try:
+                try:
+                    data = self._sock.recv(RECV_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as error:
+                    self._shut(ConnectionClosed("the connection was lost: %s" % error))
+                    return
+                with self._lock:
+                    if not data:
+                        where = " in the middle of a frame" if self._decoder.mid_frame else ""
+                        self._mark_closed(ConnectionClosed(
+                            "the peer closed the connection%s without saying why" % where))
+                        return
+                    self._last_heard = time.monotonic()
+                    if self._state == UNRESPONSIVE:
+                        self._set_state(CONNECTED)
+                    try:
+                        for frame in self._decoder.feed(data):
+                            self._dispatch[frame.type](self, frame)
+                            if self._state == CLOSED:
+                                return
+                    except ProtocolError as error:
+                        self._fail(error)
+                        return
+                    if not self._sending and self._sendable():
+                        self._kick()
+            finally:
+                with self._lock:
+                    self._reading = False
+
+    def _on_data(self, frame):
+        receiver = self._receivers[frame.channel]
+        receiver._receive(frame.payload, frame.flags & Flags.TEXT, frame.flags & Flags.MORE,
+                          self.max_message_size)
+
+    def _on_end(self, frame):
+        self._receivers[frame.channel]._receive_end()
+
+    def _on_window(self, frame):
+        sender = self._senders[frame.channel]
+        sender._credit += decode_u32(frame.payload)
+        if sender._credit > 2 ** 32:
+            raise ProtocolError("the peer granted more than 4 GiB on channel %d" % frame.channel)
+        self._send_progress.notify_all()
+
+    def _on_ping(self, frame):
+        self._control.append(encode_ping(decode_u64(frame.payload), pong=True))
+
+    def _on_pong(self, frame):
+        pass
+
+    def _on_interrupt(self, frame):
+        if self._allow_interrupt:
+            _sigint.interrupt_main()
+
+    def _on_goaway(self, frame):
+        code, reason = decode_goaway(frame.payload)
+        if code == CloseCode.NORMAL:
+            self._mark_closed(ConnectionClosed("the peer closed the connection (%s)" % reason))
+        else:
+            self._mark_closed(ConnectionClosed("the peer closed the connection: %s" % reason))
+
+    _dispatch = {
+        FrameType.DATA: _on_data,
+        FrameType.END: _on_end,
+        FrameType.WINDOW: _on_window,
+        FrameType.PING: _on_ping,
+        FrameType.PONG: _on_pong,
+        FrameType.INTERRUPT: _on_interrupt,
+        FrameType.GOAWAY: _on_goaway,
+    }
+
+    # -- sending ------------------------------------------------------------
+
+    def _enqueue(self, sender, item):
+        """Queue a message or end marker of a sending channel (lock held), then send or wake."""
+        if not sender._items:
+            heapq.heappush(self._order, (item[3], sender.index))
+        sender._items.append(item)
+        now = time.monotonic()
+        if self._sending:
+            pass  # the sender takes it in its next batch
+        elif now - self._last_write < COALESCE_SECONDS:
+            self._wake_io()
+        else:
+            self._kick()
+        self._last_write = time.monotonic()
+
+    def _kick(self):
+        """Send queued frames now if this thread can, else have the IO thread do it (lock held)."""
+        if self._sending or self._sock is None or self._state == CLOSED:
+            return
+        if _sigint.may_do_io():
+            self._pump()
+        else:
+            self._wake_io()
+
+    def _sendable(self):
+        """Is there anything the send role could send now? (lock held)"""
+        if self._sock is None or self._state == CLOSED:
+            return False
+        if self._control or self._unsent is not None:
+            return True
+        for _, index in self._order:
+            sender = self._senders[index]
+            if sender._credit > 0 or sender._items[0][0] is None:
+                return True
+        return False
+
+    def _take_batch(self):
+        """Frames to send next, joined, or None (lock held). Control frames go first;
+        messages go in the order they were written; a message larger than a
+        fragment yields one fragment per turn, so others pass it."""
+        parts = list(self._control)
+        self._control.clear()
+        size = sum(map(len, parts))
+        skipped = []
+        channels = set()
+        while self._order and size < BATCH_BYTES:
+            seq, index = heapq.heappop(self._order)
+            sender = self._senders[index]
+            item = sender._items[0]
+            data, text, offset, _ = item
+            if data is None:  # end of channel
+                parts.append(encode_frame(FrameType.END, index))
+                size += 8
+                sender._items.popleft()
+                done = True
+            else:
+                if sender._credit <= 0:
+                    skipped.append((seq, index))
+                    continue
+                count = min(len(data) - offset, MAX_FRAGMENT, sender._credit)
+                done = offset + count == len(data)
+                parts.append(data_header(index, count, text, not done))
+                parts.append(data[offset:offset + count] if offset or not done else data)
+                sender._credit -= count
+                sender._queued_bytes -= count
+                size += count + 8
+                if done:
+                    sender._items.popleft()
+                else:
+                    item[2] = offset + count
+            channels.add(index)
+            if sender._items:
+                next_seq = sender._items[0][3] if done else next(self._seq)
+                heapq.heappush(self._order, (next_seq, index))
+        for entry in skipped:
+            heapq.heappush(self._order, entry)
+        if not parts:
+            return None
+        self._unsent_channels = frozenset(channels)
+        return memoryview(b"".join(parts))
+
+    def _pump(self):
+        """Hold the send role and send without blocking until nothing is sendable (lock held)."""
+        self._sending = True
+        progress = False
+        try:
+            while self._sock is not None and self._state != CLOSED:
+                if self._unsent is None:
+                    self._unsent = self._take_batch()
+                    if self._unsent is None:
+                        break
+                data = self._unsent
+                with _sigint.critical():
+                    self._lock.release()
+                    try:
+                        sent = self._sock.send(data)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError as error:
+                        sent = error
+                    finally:
+                        self._lock.acquire()
+                    if isinstance(sent, OSError):
+                        self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
+                        break
+                    if sent == 0:
+                        self._wake_io()  # it waits until the socket takes more
+                        break
+                    progress = True
+                    self._last_sent = time.monotonic()
+                    if sent == len(data):
+                        self._unsent = None
+                        self._unsent_channels = frozenset()
+                    else:
+                        self._unsent = data[sent:]
+        finally:
+            self._sending = False
+            if progress:
+                self._send_progress.notify_all()
+
+    def _drain(self, deadline):
+        """Wait until everything queued is handed to the OS (lock held); False on timeout."""
+        while self._state != CLOSED and (self._control or self._unsent is not None or self._order):
+            if not self._sending and self._sendable() and _sigint.may_do_io():
+                self._pump()
+                continue
+            if not self._sendable() and not self._sending:
+                return False  # only channels without credit are left
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._send_progress.wait(remaining)
+        return True
+
+    # -- state and closing ----------------------------------------------------
+
+    def _check_index(self, index):
+        if not isinstance(index, int) or not 0 <= index < NUM_CHANNELS:
+            raise ValueError("channel index must be an int from 0 to %d, not %r"
+                             % (NUM_CHANNELS - 1, index))
+        return index
+
+    def _check_open(self):
+        if self._state == CLOSED:
+            raise ConnectionClosed(str(self._close_reason))
+
+    def _set_state(self, state):
+        """Change the state (lock held); callbacks run later, outside the lock."""
+        self._state = state
+        self._state_changed.notify_all()
+        for callback in self._state_callbacks:
+            self._callbacks_due.append((callback, state))
+
+    def _mark_closed(self, reason):
+        """Record the end of the connection and wake every waiter (lock held)."""
+        if self._state == CLOSED:
+            return
+        self._close_reason = reason
+        self._set_state(CLOSED)
+        self._send_progress.notify_all()
+        for receiver in self._receivers:
+            receiver._wake()
+        for callback in self._close_callbacks:
+            self._callbacks_due.append((callback, reason))
+        self._close_callbacks = []
+        for sock in (self._sock, self._listener):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    def _fail(self, error):
+        """Close after the peer broke the protocol, telling it why (lock held)."""
+        self._mark_closed(error)
+        if self._unsent is None and self._sock is not None:  # at a frame boundary
+            try:
+                self._sock.send(encode_goaway(CloseCode.PROTOCOL_ERROR, str(error)))
+            except OSError:
+                pass
+
+    def _shut(self, reason):
+        with self._lock:
+            self._mark_closed(reason)
+
+    def _run_callbacks(self):
+        with self._lock:
+            due, self._callbacks_due = self._callbacks_due, []
+        for callback, argument in due:
+            try:
+                callback(argument)
+            except Exception:  # a callback's bug must not kill the IO thread
+                import traceback
+                traceback.print_exc()
+
+
+def _wait_readable(sock, timeout):
+    """Block until sock is readable or timeout (seconds, None for ever) passes."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+    return bool(select.select([sock], [], [], timeout)[0])
+
+
+def _poll(read, write, timeout):
+    """The sockets of read and write that are ready within timeout (None: no limit)."""
+    if not hasattr(select, "poll"):
+        return select.select(read, write, [], timeout)[:2]
+    poller = select.poll()
+    by_fd = {}
+    for sock in read:
+        by_fd[sock.fileno()] = sock
+        poller.register(sock, select.POLLIN)
+    for sock in write:
+        by_fd[sock.fileno()] = sock
+        poller.register(sock, select.POLLOUT)
+    readable, writable = [], []
+    for fd, event in poller.poll(None if timeout is None else math.ceil(timeout * 1000)):
+        if event & (select.POLLIN | select.POLLHUP | select.POLLERR) and by_fd[fd] in read:
+            readable.append(by_fd[fd])
+        if event & (select.POLLOUT | select.POLLHUP | select.POLLERR) and by_fd[fd] in write:
+            writable.append(by_fd[fd])
+    return readable, writable

@@ -1,0 +1,183 @@
+"""The frame codec: bytes in, frames out, and frames to bytes. No IO here.
+
+Every frame has an 8-byte header (see docs/protocol.md):
+
+    version (u8) | type (u8) | flags (u8) | channel (u8) | length (u32, big-endian)
+
+followed by `length` bytes of payload. A message written on a channel is one
+DATA frame, or several when it is larger than MAX_FRAGMENT (all but the last
+carry the MORE flag). The Decoder checks every header before it buffers the
+payload, so a length over the limit is refused without allocating it, and
+after the first bad frame it stays failed.
+"""
+
+import struct
+from collections import namedtuple
+from enum import IntEnum
+
+from .errors import ProtocolError
+
+VERSION = 1
+HEADER = struct.Struct(">BBBBI")
+HEADER_SIZE = HEADER.size
+NUM_CHANNELS = 128
+
+# The largest DATA payload. Big enough that a bulk transfer costs one header
+# per 64 KiB, small enough that a message on another channel waits for at most
+# one fragment (about 60 microseconds on loopback).
+MAX_FRAGMENT = 64 * 1024
+# The longest close reason, in bytes of UTF-8.
+MAX_REASON = 1024
+
+
+class FrameType(IntEnum):
+    DATA = 0        # a message or a fragment of one
+    END = 1         # the sender closed this channel
+    WINDOW = 2      # u32: the receiver grants this many more bytes on the channel
+    PING = 3        # u64 counter; answered by PONG with the same counter
+    PONG = 4
+    INTERRUPT = 5   # ask the peer to interrupt its main thread
+    GOAWAY = 6      # u8 code + UTF-8 reason; the sender is closing the connection
+
+
+class Flags:
+    TEXT = 0x01     # DATA: the message is UTF-8 text (else bytes)
+    MORE = 0x02     # DATA: more fragments of this message follow
+
+
+class CloseCode(IntEnum):
+    NORMAL = 0
+    PROTOCOL_ERROR = 1
+    TIMEOUT = 2
+
+
+# Payload length bounds per frame type: (smallest, largest).
+PAYLOAD_LIMITS = {
+    FrameType.DATA: (0, MAX_FRAGMENT),
+    FrameType.END: (0, 0),
+    FrameType.WINDOW: (4, 4),
+    FrameType.PING: (8, 8),
+    FrameType.PONG: (8, 8),
+    FrameType.INTERRUPT: (0, 0),
+    FrameType.GOAWAY: (1, 1 + MAX_REASON),
+}
+# Flags each frame type may carry.
+ALLOWED_FLAGS = {FrameType.DATA: Flags.TEXT | Flags.MORE}
+# Frame types that name a channel; the others must say channel 0.
+CHANNEL_TYPES = frozenset((FrameType.DATA, FrameType.END, FrameType.WINDOW))
+
+Frame = namedtuple("Frame", "type flags channel payload")
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def encode_frame(ftype, channel=0, payload=b"", flags=0):
+    """The bytes of one frame."""
+    return HEADER.pack(VERSION, ftype, flags, channel, len(payload)) + payload
+
+
+def encode_message(channel, data, text):
+    """The frames (as a list of bytes) carrying one message of `data` bytes."""
+    base = Flags.TEXT if text else 0
+    if len(data) <= MAX_FRAGMENT:
+        return [HEADER.pack(VERSION, FrameType.DATA, base, channel, len(data)) + data]
+    view = memoryview(data)
+    frames = []
+    for start in range(0, len(data), MAX_FRAGMENT):
+        chunk = view[start:start + MAX_FRAGMENT]
+        more = Flags.MORE if start + MAX_FRAGMENT < len(data) else 0
+        frames.append(HEADER.pack(VERSION, FrameType.DATA, base | more, channel, len(chunk)) + chunk)
+    return frames
+
+
+def data_header(channel, length, text, more):
+    """The header of a DATA frame (the payload is sent after it)."""
+    flags = (Flags.TEXT if text else 0) | (Flags.MORE if more else 0)
+    return HEADER.pack(VERSION, FrameType.DATA, flags, channel, length)
+
+
+def encode_window(channel, increment):
+    return encode_frame(FrameType.WINDOW, channel, _U32.pack(increment))
+
+
+def encode_ping(counter, pong=False):
+    return encode_frame(FrameType.PONG if pong else FrameType.PING, 0, _U64.pack(counter))
+
+
+def encode_goaway(code, reason):
+    data = reason.encode("utf-8", "replace")[:MAX_REASON]
+    return encode_frame(FrameType.GOAWAY, 0, bytes([code]) + data)
+
+
+def decode_u32(payload):
+    return _U32.unpack(payload)[0]
+
+
+def decode_u64(payload):
+    return _U64.unpack(payload)[0]
+
+
+def decode_goaway(payload):
+    """(code, reason) of a GOAWAY payload."""
+    return payload[0], payload[1:].decode("utf-8", "replace")
+
+
+class Decoder:
+    """Turns received bytes into frames; feed it whatever recv() returned."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+        self._error = None
+
+    @property
+    def mid_frame(self):
+        """True when part of a frame has been received but not all of it."""
+        return bool(self._buffer)
+
+    def feed(self, data):
+        """The complete frames in `data` and what came before; keeps the rest.
+
+        Raises ProtocolError on a bad header, now and on every later call.
+        """
+        if self._error is not None:
+            raise self._error
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        pos = 0
+        size = len(buffer)
+        while size - pos >= HEADER_SIZE:
+            version, ftype, flags, channel, length = HEADER.unpack_from(buffer, pos)
+            self._check(version, ftype, flags, channel, length)
+            end = pos + HEADER_SIZE + length
+            if end > size:
+                break
+            frames.append(Frame(ftype, flags, channel, bytes(buffer[pos + HEADER_SIZE:end])))
+            pos = end
+        if pos:
+            del buffer[:pos]
+        return frames
+
+    def _check(self, version, ftype, flags, channel, length):
+        if version != VERSION:
+            self._fail("unsupported protocol version %d (this side speaks %d)" % (version, VERSION))
+        try:
+            ftype = FrameType(ftype)
+        except ValueError:
+            self._fail("unknown frame type %d" % ftype)
+        low, high = PAYLOAD_LIMITS[ftype]
+        if not low <= length <= high:
+            self._fail("%s frame with a payload of %d bytes (allowed %d to %d)"
+                       % (ftype.name, length, low, high))
+        if flags & ~ALLOWED_FLAGS.get(ftype, 0):
+            self._fail("%s frame with unknown flags 0x%02x" % (ftype.name, flags))
+        if channel >= NUM_CHANNELS:
+            self._fail("channel %d out of range (0 to %d)" % (channel, NUM_CHANNELS - 1))
+        if channel and ftype not in CHANNEL_TYPES:
+            self._fail("%s frame names channel %d" % (ftype.name, channel))
+
+    def _fail(self, message):
+        self._error = ProtocolError(message)
+        self._buffer = bytearray()
+        raise self._error
