@@ -715,12 +715,12 @@ class Channels:
 
     def _fail(self, error):
         """Close after the peer broke the protocol, telling it why (lock held)."""
-        self._mark_closed(error)
-        if self._unsent is None and self._sock is not None:  # at a frame boundary
-            try:
+        if self._unsent is None and self._sock is not None and not self._sending:
+            try:  # at a frame boundary: one best-effort frame, never blocking
                 self._sock.send(encode_goaway(CloseCode.PROTOCOL_ERROR, str(error)))
             except OSError:
                 pass
+        self._mark_closed(error)
 
     def _shut(self, reason):
         with self._lock:

@@ -1,0 +1,372 @@
+"""Tier 2: two Channels over loopback in one process, and raw-socket peers that misbehave."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from channels import (AuthenticationError, Channels, ConnectionClosed, MessageTooLarge,
+                      ProtocolError)
+from channels.frames import HEADER, VERSION, FrameType, encode_message
+from channels.handshake import CONNECTOR, Handshake
+
+KEY = b"test key"
+T = 10  # seconds: the timeout of every blocking call that should not block at all
+
+
+@pytest.fixture
+def make():
+    """make(**kwargs) -> a Channels object that is closed after the test."""
+    made = []
+    before = set(threading.enumerate())
+
+    def factory(**kwargs):
+        kwargs.setdefault("key", KEY)
+        channels = Channels(**kwargs)
+        made.append(channels)
+        return channels
+    yield factory
+    for channels in made:
+        channels.close(timeout=1)
+    leftover = [t for t in threading.enumerate() if t not in before and t.name.startswith("channels")]
+    for thread in leftover:
+        thread.join(T)
+    assert not [t for t in leftover if t.is_alive()], "threads outlived their connection"
+
+
+@pytest.fixture
+def pair(make):
+    host = make()
+    port = host.host()
+    peer = make()
+    peer.connect(port, timeout=T)
+    assert host.wait_connected(T)
+    return host, peer
+
+
+def raw_peer(port, key=KEY):
+    """A bare socket that passes the handshake, to send hand-made frames."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=T)
+    handshake = Handshake(key, CONNECTOR, 2 ** 20, 2 ** 20)
+    sock.sendall(handshake.start())
+    while not handshake.done:
+        reply = handshake.feed(sock.recv(handshake.needed))
+        if reply:
+            sock.sendall(reply)
+    return sock
+
+
+def wait_until(predicate, timeout=T):
+    """Wait for a condition driven by another thread (used with state callbacks' events)."""
+    event = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        event.wait(0.01)
+    return True
+
+
+def test_messages_keep_their_boundaries_and_types(pair):
+    host, peer = pair
+    out = peer.get_sending_channel(7)
+    for message in ["a", "bc", b"\x00\xff", "é ∑ 🐍", "x" * 100000]:
+        out.write(message)
+    inbox = host.get_receiving_channel(7)
+    got = [inbox.read_one(block=T) for _ in range(5)]
+    assert got == ["a", "bc", b"\x00\xff", "é ∑ 🐍", "x" * 100000]
+    assert inbox.read_one() == ""
+
+
+def test_blocking_modes(pair):
+    host, peer = pair
+    inbox, out = host.get_receiving_channel(1), peer.get_sending_channel(1)
+    assert inbox.read_one(block=False) == ""
+    start = time.monotonic()
+    assert inbox.read_one(block=0.05) == ""
+    assert time.monotonic() - start >= 0.04
+    for word in "one two three".split():
+        out.write(word)
+    out.flush()
+    assert wait_until(lambda: inbox.pending == 3)
+    assert inbox.read_last(block=T) == "three" and inbox.pending == 0
+    out.write("x"), out.write("y")
+    assert wait_until(lambda: inbox.pending == 2)
+    assert inbox.read(block=T) == "xy"
+    inbox.set_default_blocking(True)
+    out.write("blocked")
+    assert inbox.read_one() == "blocked"
+    out.write("line\n")
+    assert inbox.readline() == "line\n"
+    out.writelines(["p", "q"])
+    out.close()
+    assert list(inbox) == ["p", "q"]
+    assert inbox.closed and inbox.readline() == "" and inbox.read_one(block=True) == ""
+
+
+def test_file_like_surface(pair):
+    host, peer = pair
+    out = peer.get_sending_channel(2)
+    assert out.encoding == "utf-8" and out.writable() and not out.isatty()
+    with pytest.raises(Exception) as info:
+        out.fileno()
+    assert "UnsupportedOperation" in type(info.value).__name__
+    print("printed", 42, file=out)
+    out.flush()
+    assert host.get_receiving_channel(2).read(block=T) in ("printed 42\n", "printed 42")
+    out.close()
+    with pytest.raises(ValueError, match="closed channel"):
+        out.write("late")
+
+
+def test_all_128_channels_both_ways_at_once_keep_order(pair):
+    host, peer = pair
+    count = 200
+    errors = []
+
+    def writer(side, index):
+        out = side.get_sending_channel(index)
+        for i in range(count):
+            out.write("%d:%d" % (index, i))
+
+    def reader(side, index):
+        inbox = side.get_receiving_channel(index)
+        for i in range(count):
+            message = inbox.read_one(block=T)
+            if message != "%d:%d" % (index, i):
+                errors.append((index, i, message))
+                return
+
+    threads = [threading.Thread(target=f, args=(side, i))
+               for side in (host, peer) for i in range(128) for f in (writer, reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def test_100mb_message_does_not_hold_up_another_channel(pair):
+    host, peer = pair
+    big = bytes(range(256)) * (100 * 1024 * 1024 // 256)
+    peer.get_sending_channel(1).write(big)
+    peer.get_sending_channel(2).write("small")
+    assert host.get_receiving_channel(2).read_one(block=T) == "small"
+    assert host.get_receiving_channel(1).pending == 0  # the big one is still on its way
+    assert host.get_receiving_channel(1).read_one(block=60) == big
+
+
+def test_message_larger_than_the_peer_accepts_is_refused_to_the_writer(make):
+    host = make(max_message_size=1000)
+    peer = make()
+    peer.connect(host.host(), timeout=T)
+    with pytest.raises(MessageTooLarge):
+        peer.get_sending_channel(0).write(b"x" * 1001)
+    peer.get_sending_channel(0).write(b"x" * 1000)
+    assert host.get_receiving_channel(0).read_one(block=T) == b"x" * 1000
+
+
+def test_wrong_key_is_refused_and_the_host_keeps_waiting(make):
+    host = make()
+    port = host.host()
+    intruder = make(key=b"wrong")
+    with pytest.raises(AuthenticationError):
+        intruder.connect(port, timeout=T)
+    scanner = socket.create_connection(("127.0.0.1", port), timeout=T)
+    scanner.sendall(b"GET / HTTP/1.0\r\n\r\n" + b"x" * 64)
+    scanner.close()
+    assert host.state == "connecting"
+    assert host.get_receiving_channel(0).pending == 0
+    friend = make()
+    friend.connect(port, timeout=T)
+    assert host.wait_connected(T)
+    friend.get_sending_channel(0).write("hi")
+    assert host.get_receiving_channel(0).read_one(block=T) == "hi"
+
+
+def test_hosting_on_a_public_address_without_a_key_is_refused(make):
+    with pytest.raises(ValueError, match="needs a key"):
+        make(key=None).host(address="0.0.0.0")
+    make(key=None).host(address="127.0.0.1")  # loopback without a key is fine
+
+
+def test_receiving_channel_is_usable_before_the_peer_connects(make):
+    host = make()
+    port = host.host()
+    inbox = host.get_receiving_channel(4)
+    result = []
+    reader = threading.Thread(target=lambda: result.append(inbox.read_one(block=T)))
+    reader.start()
+    peer = make()
+    peer.connect(port, timeout=T)
+    peer.get_sending_channel(4).write("early")
+    reader.join(T)
+    assert result == ["early"]
+
+
+def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
+    host, peer = pair
+    window = 1024 * 1024
+    chunk = b"z" * 10000
+    stalled = peer.get_sending_channel(1)
+    written = []
+
+    def flood():
+        try:
+            for _ in range(2000):  # 20 MB, far more than the windows allow
+                stalled.write(chunk)
+                written.append(1)
+        except ConnectionClosed:
+            pass
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    inbox = host.get_receiving_channel(1)
+    assert wait_until(lambda: inbox._queued_bytes >= window - len(chunk))
+    # Other channels still flow, both ways, while channel 1 is full.
+    for i in range(50):
+        peer.get_sending_channel(2).write("ping %d" % i)
+        assert host.get_receiving_channel(2).read_one(block=T) == "ping %d" % i
+        host.get_sending_channel(3).write("pong")
+        assert peer.get_receiving_channel(3).read_one(block=T) == "pong"
+    assert flooder.is_alive()  # the writer is held back...
+    assert inbox._queued_bytes <= window  # ...and memory stays bounded on both sides
+    assert stalled._queued_bytes <= window + len(chunk)
+    assert len(written) < 400
+    for i in range(2000):  # now read: everything written arrives
+        assert inbox.read_one(block=T) == chunk, i
+    flooder.join(T)
+    assert not flooder.is_alive() and len(written) == 2000
+
+
+def test_bad_frame_closes_with_a_protocol_error(make):
+    host = make()
+    port = host.host()
+    sock = raw_peer(port)
+    assert host.wait_connected(T)
+    sock.sendall(encode_message(3, b"fine", text=True)[0])
+    assert host.get_receiving_channel(3).read_one(block=T) == "fine"
+    sock.sendall(HEADER.pack(VERSION, FrameType.DATA, 0, 200, 0))
+    assert host.get_receiving_channel(5).read_one(block=T) == ""  # end of channel
+    assert host.state == "closed"
+    assert isinstance(host.close_reason, ProtocolError)
+    assert "channel 200" in str(host.close_reason)
+    with pytest.raises(ConnectionClosed):
+        host.get_sending_channel(0).write("x")
+    # The peer was told why before the socket closed.
+    data = b""
+    while True:
+        more = sock.recv(4096)
+        if not more:
+            break
+        data += more
+    assert b"channel 200" in data
+    sock.close()
+
+
+@pytest.mark.parametrize("junk", [
+    HEADER.pack(VERSION, 42, 0, 0, 0),
+    HEADER.pack(VERSION + 3, 0, 0, 0, 0),
+    HEADER.pack(VERSION, FrameType.DATA, 0, 0, 2 ** 31),
+])
+def test_unknown_type_bad_version_and_huge_length_close_with_protocol_error(make, junk):
+    host = make()
+    sock = raw_peer(host.host())
+    assert host.wait_connected(T)
+    sock.sendall(junk)
+    assert host.get_receiving_channel(0).read_one(block=T) == ""
+    assert isinstance(host.close_reason, ProtocolError)
+    sock.close()
+
+
+def test_peer_vanishing_mid_frame_closes_cleanly_with_a_reason(make):
+    host = make()
+    sock = raw_peer(host.host())
+    assert host.wait_connected(T)
+    frame = encode_message(1, b"x" * 1000, text=False)[0]
+    sock.sendall(frame[:500])
+    sock.close()
+    assert host.get_receiving_channel(1).read_one(block=T) == ""
+    assert isinstance(host.close_reason, ConnectionClosed)
+    assert "middle of a frame" in str(host.close_reason)
+
+
+def test_silent_peer_is_unresponsive_but_not_closed_without_a_dead_timeout(make):
+    host = make(heartbeat_interval=0.05)
+    states = []
+    became = threading.Event()
+    host.add_state_callback(lambda s: (states.append(s), s == "unresponsive" and became.set()))
+    sock = raw_peer(host.host())  # completes the handshake, then never answers
+    assert became.wait(T)
+    assert host.state == "unresponsive" and host.is_connected
+    sock.sendall(encode_message(0, b"back", text=True)[0])
+    assert host.get_receiving_channel(0).read_one(block=T) == "back"
+    assert host.state in ("connected", "unresponsive")
+    assert "connected" in states
+    sock.close()
+
+
+def test_dead_timeout_closes_a_silent_connection(make):
+    host = make(heartbeat_interval=0.05, dead_timeout=0.3)
+    sock = raw_peer(host.host())
+    assert host.get_receiving_channel(0).read_one(block=T) == ""
+    assert "silent" in str(host.close_reason)
+    sock.close()
+
+
+def test_dead_timeout_shorter_than_heartbeats_is_refused():
+    with pytest.raises(ValueError, match="dead_timeout"):
+        Channels(key=KEY, heartbeat_interval=1.0, dead_timeout=1.0)
+
+
+def test_close_delivers_what_was_written_then_ends_every_channel(pair):
+    host, peer = pair
+    out = peer.get_sending_channel(0)
+    for i in range(1000):
+        out.write("m%d" % i)
+    peer.close()
+    inbox = host.get_receiving_channel(0)
+    assert [inbox.read_one(block=T) for _ in range(1000)] == ["m%d" % i for i in range(1000)]
+    assert inbox.read_one(block=T) == ""
+    assert "close() was called" in str(host.close_reason)
+    with pytest.raises(ConnectionClosed):
+        out.write("after")
+
+
+def test_flush_raises_when_the_connection_is_gone(pair):
+    host, peer = pair
+    out = peer.get_sending_channel(0)
+    out.write("x")
+    out.flush()
+    host.close()
+    assert peer.get_receiving_channel(0).read_one(block=T) == ""
+    with pytest.raises(ConnectionClosed):
+        out.write("y")
+        out.flush()
+
+
+def test_close_callback_runs_once_with_the_reason(pair):
+    host, peer = pair
+    reasons = []
+    done = threading.Event()
+    host.add_close_callback(lambda reason: (reasons.append(reason), done.set()))
+    peer.close()
+    assert done.wait(T)
+    host.add_close_callback(reasons.append)  # already closed: called at once
+    assert len(reasons) == 2 and reasons[0] is reasons[1]
+
+
+def test_interrupt_is_ignored_unless_allowed(pair):
+    host, peer = pair
+    peer.interrupt()  # host does not allow interrupts: nothing happens here
+    peer.get_sending_channel(0).write("still alive")
+    assert host.get_receiving_channel(0).read_one(block=T) == "still alive"
+
+
+def test_bad_channel_index_is_a_value_error(pair):
+    host, _ = pair
+    for index in (-1, 128, "1", 1.0):
+        with pytest.raises(ValueError):
+            host.get_sending_channel(index)
