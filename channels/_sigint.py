@@ -11,7 +11,10 @@ interrupt and raises it when the section ends. When someone else owns SIGINT
 import signal
 import threading
 
+import _signal  # signal.getsignal() wraps this in an enum lookup, too slow for every frame
+
 _main_ident = threading.main_thread().ident
+_SIGINT = int(signal.SIGINT)
 
 
 class _State:
@@ -39,9 +42,7 @@ def install():
 
 def may_do_io():
     """True when the calling thread can safely run a critical section itself."""
-    if threading.get_ident() != _main_ident:
-        return True
-    return signal.getsignal(signal.SIGINT) is _handler
+    return threading.get_ident() != _main_ident or _signal.getsignal(_SIGINT) is _handler
 
 
 def interrupt_main():
@@ -54,20 +55,26 @@ def interrupt_main():
         _thread.interrupt_main()
 
 
-class critical:
-    """Context manager: SIGINT in the main thread waits until the section ends."""
+class _Critical:
+    """Context manager: SIGINT in the main thread waits until the section ends.
 
-    __slots__ = ("_main",)
+    One shared instance (`critical`): it keeps no per-use state, so it can be
+    entered from any thread and nested.
+    """
+
+    __slots__ = ()
 
     def __enter__(self):
-        self._main = threading.get_ident() == _main_ident
-        if self._main:
+        if threading.get_ident() == _main_ident:
             _State.depth += 1
 
     def __exit__(self, exc_type, exc, tb):
-        if self._main:
+        if threading.get_ident() == _main_ident:
             _State.depth -= 1
             if _State.depth == 0 and _State.pending:
                 _State.pending = False
                 if exc_type is None:
                     raise KeyboardInterrupt
+
+
+critical = _Critical()

@@ -33,6 +33,7 @@ class SendingChannel:
         self._items = deque()      # [data, is_text, offset, seq]; data None ends the channel
         self._queued_bytes = 0
         self._credit = 0           # bytes the peer lets us send on this channel
+        self._batch = 0            # number of the last batch that carried this channel
         self._closed = False
 
     @property
@@ -65,10 +66,9 @@ class SendingChannel:
                     conn._kick()
                     if self._queued_bytes < conn._window:
                         break
-                conn._send_progress.wait(1.0)
+                conn._wait_for_peer(conn._send_progress, 1.0)
                 self._check_writable()
-            self._queued_bytes += len(data)
-            conn._enqueue(self, [data, text, 0, next(conn._seq)])
+            conn._enqueue(self, data, text)
         return len(message)
 
     def writelines(self, lines):
@@ -84,15 +84,16 @@ class SendingChannel:
         conn = self._connection
         deadline = None if timeout is None else time.monotonic() + timeout
         with conn._lock:
-            while self._items or self.index in conn._unsent_channels:
+            while self._items or self in conn._ready_senders or self._batch > conn._batches_sent:
                 conn._check_open()
-                if not conn._sending and conn._sendable():
+                if not conn._sending and conn._sendable() and conn._unsent is None:
                     conn._kick()
-                    continue
+                    if conn._unsent is None:
+                        continue
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("flush timed out on channel %d" % self.index)
-                conn._send_progress.wait(remaining)
+                conn._wait_for_peer(conn._send_progress, remaining)
 
     def close(self):
         """End the channel: the peer reads end-of-channel after the messages sent before."""
@@ -102,7 +103,7 @@ class SendingChannel:
                 return
             self._closed = True
             if conn._state != "closed":
-                conn._enqueue(self, [_END, False, 0, next(conn._seq)])
+                conn._enqueue(self, _END, False)
 
     def _check_writable(self):
         if self._closed:
@@ -147,6 +148,7 @@ class ReceivingChannel:
         self._granted = window     # bytes the peer may send in all
         self._received = 0
         self._ended = False        # the peer closed the channel
+        self._waiters = 0
         self._default_block = False
         self._closed_locally = False
 
@@ -260,7 +262,11 @@ class ReceivingChannel:
             if conn._can_read_here():
                 conn._read_in_foreground(remaining)
             else:
-                self._ready.wait(remaining)
+                self._waiters += 1
+                try:
+                    conn._wait_for_peer(self._ready, remaining)
+                finally:
+                    self._waiters -= 1
         return True
 
     def _pop(self):
@@ -317,8 +323,23 @@ class ReceivingChannel:
             return
         self._messages.append((message, size))
         self._queued_bytes += size
-        self._ready.notify_all()
+        if self._waiters:
+            self._ready.notify_all()
         self._grant()
+
+    def _receive_whole(self, payload, text, max_message):
+        """_receive() for a message in one frame: the common case, kept short."""
+        size = len(payload)
+        if self._parts or self._ended or self._closed_locally or not size or size > max_message:
+            return self._receive(payload, text, False, max_message)
+        self._received += size
+        if self._received > self._granted:
+            raise ProtocolError("the peer overran its window on channel %d" % self.index)
+        self._messages.append((payload.decode("utf-8", "surrogateescape") if text else payload,
+                               size))
+        self._queued_bytes += size  # unread bytes grew as much as room shrank: no grant due
+        if self._waiters:
+            self._ready.notify_all()
 
     def _receive_end(self):
         if self._parts:

@@ -45,8 +45,15 @@ BATCH_BYTES = 256 * 1024
 # Bytes asked of one recv() call.
 RECV_BYTES = 256 * 1024
 # The receive window per channel: how much one channel may have in flight and
-# unread. 128 channels x 1 MiB bounds what a peer can make us hold.
-DEFAULT_WINDOW = 1024 * 1024
+# unread. 4 MiB keeps bulk transfers of 1 MB messages streaming (a window the
+# size of one message would make them stop-and-wait); 128 channels x 4 MiB
+# bounds what a peer can make us hold.
+DEFAULT_WINDOW = 4 * 1024 * 1024
+# While a caller reads the socket, the IO thread stays off it, and looks again
+# this often (rather than being woken each time a caller stops reading, which
+# would cost a thread switch per message). A caller whose wait lasts longer
+# than this wakes the IO thread when it stops, so a long wait costs nothing.
+STEP_ASIDE_SECONDS = 0.02
 DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 # Heartbeats missed before the peer counts as unresponsive.
 MISSED_HEARTBEATS = 3
@@ -99,6 +106,7 @@ class Channels:
         self._sock = None
         self._listener = None
         self._io_thread = None
+        self._poller = None  # waits on the socket for the caller holding the read role
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -108,12 +116,18 @@ class Channels:
         self._reading = False        # someone holds the read role
         self._foreground = False     # a caller waits on the socket itself
         self._io_stepped_aside = False
+        self._io_awaits_foreground_end = False
+        self._foreground_since = 0.0
+        self._handoff_waiters = 0    # threads waiting for the IO thread to read for them
         self._sending = False        # someone holds the send role
         self._control = deque()      # encoded control frames, sent before data
+        self._ready = []             # encoded small messages that had credit, in write order
+        self._ready_senders = set()
         self._order = []             # heap of (seq, channel) with queued items
         self._seq = itertools.count()
         self._unsent = None          # memoryview of a batch not yet fully sent
-        self._unsent_channels = frozenset()
+        self._batches_taken = 0      # numbers of the batches taken and fully sent
+        self._batches_sent = 0
         self._last_write = 0.0
         self._last_sent = self._last_heard = time.monotonic()
         self._pings = itertools.count(1)
@@ -364,6 +378,11 @@ class Channels:
                 self._io_stepped_aside = not read
                 write = not self._sending and self._sendable()
                 timeout = self._timers()
+                self._io_awaits_foreground_end = (
+                    self._foreground
+                    and time.monotonic() - self._foreground_since >= STEP_ASIDE_SECONDS)
+                if not read and not self._io_awaits_foreground_end:
+                    timeout = min(timeout, STEP_ASIDE_SECONDS)
             if poller is not None:
                 mask = (select.POLLIN if read else 0) | (select.POLLOUT if write else 0)
                 if mask:
@@ -441,24 +460,28 @@ class Channels:
     def _read_in_foreground(self, timeout):
         """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
         self._foreground = True
+        self._foreground_since = time.monotonic()
         if not self._sending and self._sendable():
             self._pump()  # what we wrote before waiting for the answer goes first
-        sock = self._sock
+        if self._poller is None:
+            self._poller = _Poller(self._sock)
+        poller = self._poller
         try:
             self._lock.release()
             try:
-                if _wait_readable(sock, timeout):
+                if poller.wait(timeout):
                     self._read_once(from_io=False)
             finally:
                 self._lock.acquire()
         finally:
             self._foreground = False
-            if self._io_stepped_aside:
+            if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
+                self._io_awaits_foreground_end = False
                 self._wake_io()
 
     def _read_once(self, from_io):
         """Read what the socket has and dispatch its frames (lock not held)."""
-        with _sigint.critical():
+        with _sigint.critical:
             with self._lock:
                 if self._reading or self._state == CLOSED or (from_io and self._foreground):
                     return
@@ -480,11 +503,15 @@ class Channels:
                     self._last_heard = time.monotonic()
                     if self._state == UNRESPONSIVE:
                         self._set_state(CONNECTED)
+                    receivers, limit = self._receivers, self.max_message_size
                     try:
-                        for frame in self._decoder.feed(data):
-                            self._dispatch[frame.type](self, frame)
-                            if self._state == CLOSED:
-                                return
+                        for ftype, flags, channel, payload in self._decoder.feed(data):
+                            if ftype == FrameType.DATA and not flags & Flags.MORE:
+                                receivers[channel]._receive_whole(payload, flags & Flags.TEXT, limit)
+                            else:
+                                self._dispatch[ftype](self, flags, channel, payload)
+                                if self._state == CLOSED:
+                                    return
                     except ProtocolError as error:
                         self._fail(error)
                         return
@@ -494,55 +521,65 @@ class Channels:
                 with self._lock:
                     self._reading = False
 
-    def _on_data(self, frame):
-        receiver = self._receivers[frame.channel]
-        receiver._receive(frame.payload, frame.flags & Flags.TEXT, frame.flags & Flags.MORE,
-                          self.max_message_size)
+    def _on_data(self, flags, channel, payload):
+        self._receivers[channel]._receive(payload, flags & Flags.TEXT, flags & Flags.MORE,
+                                          self.max_message_size)
 
-    def _on_end(self, frame):
-        self._receivers[frame.channel]._receive_end()
+    def _on_end(self, flags, channel, payload):
+        self._receivers[channel]._receive_end()
 
-    def _on_window(self, frame):
-        sender = self._senders[frame.channel]
-        sender._credit += decode_u32(frame.payload)
+    def _on_window(self, flags, channel, payload):
+        sender = self._senders[channel]
+        sender._credit += decode_u32(payload)
         if sender._credit > 2 ** 32:
-            raise ProtocolError("the peer granted more than 4 GiB on channel %d" % frame.channel)
+            raise ProtocolError("the peer granted more than 4 GiB on channel %d" % channel)
         self._send_progress.notify_all()
 
-    def _on_ping(self, frame):
-        self._control.append(encode_ping(decode_u64(frame.payload), pong=True))
+    def _on_ping(self, flags, channel, payload):
+        self._control.append(encode_ping(decode_u64(payload), pong=True))
 
-    def _on_pong(self, frame):
+    def _on_pong(self, flags, channel, payload):
         pass
 
-    def _on_interrupt(self, frame):
+    def _on_interrupt(self, flags, channel, payload):
         if self._allow_interrupt:
             _sigint.interrupt_main()
 
-    def _on_goaway(self, frame):
-        code, reason = decode_goaway(frame.payload)
+    def _on_goaway(self, flags, channel, payload):
+        code, reason = decode_goaway(payload)
         if code == CloseCode.NORMAL:
             self._mark_closed(ConnectionClosed("the peer closed the connection (%s)" % reason))
         else:
             self._mark_closed(ConnectionClosed("the peer closed the connection: %s" % reason))
 
     _dispatch = {
-        FrameType.DATA: _on_data,
-        FrameType.END: _on_end,
-        FrameType.WINDOW: _on_window,
-        FrameType.PING: _on_ping,
-        FrameType.PONG: _on_pong,
-        FrameType.INTERRUPT: _on_interrupt,
-        FrameType.GOAWAY: _on_goaway,
+        int(FrameType.DATA): _on_data,
+        int(FrameType.END): _on_end,
+        int(FrameType.WINDOW): _on_window,
+        int(FrameType.PING): _on_ping,
+        int(FrameType.PONG): _on_pong,
+        int(FrameType.INTERRUPT): _on_interrupt,
+        int(FrameType.GOAWAY): _on_goaway,
     }
 
     # -- sending ------------------------------------------------------------
 
-    def _enqueue(self, sender, item):
-        """Queue a message or end marker of a sending channel (lock held), then send or wake."""
-        if not sender._items:
-            heapq.heappush(self._order, (item[3], sender.index))
-        sender._items.append(item)
+    def _enqueue(self, sender, data, text):
+        """Queue a message (data None: the end of the channel) (lock held), then send or wake."""
+        if (data is not None and not self._order and len(data) <= MAX_FRAGMENT
+                and sender._credit >= len(data)):
+            # The common case: a small message with room, nothing queued before it,
+            # is encoded now. (Anything queued keeps messages in write order.)
+            sender._credit -= len(data)
+            self._ready.append(data_header(sender.index, len(data), text, False) + data)
+            self._ready_senders.add(sender)
+        else:
+            if data is not None:
+                sender._queued_bytes += len(data)
+            seq = next(self._seq)
+            if not sender._items:
+                heapq.heappush(self._order, (seq, sender.index))
+            sender._items.append([data, text, 0, seq])
         now = time.monotonic()
         if self._sending:
             pass  # the sender takes it in its next batch
@@ -550,7 +587,17 @@ class Channels:
             self._wake_io()
         else:
             self._kick()
-        self._last_write = time.monotonic()
+        self._last_write = now
+
+    def _wait_for_peer(self, condition, timeout):
+        """Wait on condition for something only a reader of the socket brings (lock held)."""
+        self._handoff_waiters += 1
+        try:
+            if self._io_stepped_aside and not self._foreground:
+                self._wake_io()
+            condition.wait(timeout)
+        finally:
+            self._handoff_waiters -= 1
 
     def _kick(self):
         """Send queued frames now if this thread can, else have the IO thread do it (lock held)."""
@@ -565,7 +612,7 @@ class Channels:
         """Is there anything the send role could send now? (lock held)"""
         if self._sock is None or self._state == CLOSED:
             return False
-        if self._control or self._unsent is not None:
+        if self._control or self._ready or self._unsent is not None:
             return True
         for _, index in self._order:
             sender = self._senders[index]
@@ -577,11 +624,17 @@ class Channels:
         """Frames to send next, joined, or None (lock held). Control frames go first;
         messages go in the order they were written; a message larger than a
         fragment yields one fragment per turn, so others pass it."""
+        number = self._batches_taken + 1
         parts = list(self._control)
         self._control.clear()
+        if self._ready:
+            parts += self._ready
+            self._ready = []
+            for sender in self._ready_senders:
+                sender._batch = number
+            self._ready_senders.clear()
         size = sum(map(len, parts))
         skipped = []
-        channels = set()
         while self._order and size < BATCH_BYTES:
             seq, index = heapq.heappop(self._order)
             sender = self._senders[index]
@@ -607,15 +660,15 @@ class Channels:
                     sender._items.popleft()
                 else:
                     item[2] = offset + count
-            channels.add(index)
+            sender._batch = number
             if sender._items:
-                next_seq = sender._items[0][3] if done else next(self._seq)
-                heapq.heappush(self._order, (next_seq, index))
+                # The next message takes its own place; an unfinished one goes to the back.
+                heapq.heappush(self._order, (sender._items[0][3] if done else next(self._seq), index))
         for entry in skipped:
             heapq.heappush(self._order, entry)
         if not parts:
             return None
-        self._unsent_channels = frozenset(channels)
+        self._batches_taken = number
         return memoryview(b"".join(parts))
 
     def _pump(self):
@@ -625,11 +678,13 @@ class Channels:
         try:
             while self._sock is not None and self._state != CLOSED:
                 if self._unsent is None:
+                    if not (self._control or self._ready or self._order):
+                        break
                     self._unsent = self._take_batch()
                     if self._unsent is None:
                         break
                 data = self._unsent
-                with _sigint.critical():
+                with _sigint.critical:
                     self._lock.release()
                     try:
                         sent = self._sock.send(data)
@@ -649,7 +704,7 @@ class Channels:
                     self._last_sent = time.monotonic()
                     if sent == len(data):
                         self._unsent = None
-                        self._unsent_channels = frozenset()
+                        self._batches_sent = self._batches_taken
                     else:
                         self._unsent = data[sent:]
         finally:
@@ -659,7 +714,8 @@ class Channels:
 
     def _drain(self, deadline):
         """Wait until everything queued is handed to the OS (lock held); False on timeout."""
-        while self._state != CLOSED and (self._control or self._unsent is not None or self._order):
+        while self._state != CLOSED and (self._control or self._ready or self._unsent is not None
+                                         or self._order):
             if not self._sending and self._sendable() and _sigint.may_do_io():
                 self._pump()
                 continue
@@ -737,13 +793,21 @@ class Channels:
                 traceback.print_exc()
 
 
-def _wait_readable(sock, timeout):
-    """Block until sock is readable or timeout (seconds, None for ever) passes."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
-    return bool(select.select([sock], [], [], timeout)[0])
+class _Poller:
+    """Waits until one socket is readable, or timeout (seconds, None for ever) passes."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        if hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
+        else:
+            self._poll = None
+
+    def wait(self, timeout):
+        if self._poll is not None:
+            return bool(self._poll.poll(None if timeout is None else math.ceil(timeout * 1000)))
+        return bool(select.select([self._sock], [], [], timeout)[0])
 
 
 def _poll(read, write, timeout):

@@ -12,7 +12,6 @@ after the first bad frame it stays failed.
 """
 
 import struct
-from collections import namedtuple
 from enum import IntEnum
 
 from .errors import ProtocolError
@@ -66,7 +65,6 @@ ALLOWED_FLAGS = {FrameType.DATA: Flags.TEXT | Flags.MORE}
 # Frame types that name a channel; the others must say channel 0.
 CHANNEL_TYPES = frozenset((FrameType.DATA, FrameType.END, FrameType.WINDOW))
 
-Frame = namedtuple("Frame", "type flags channel payload")
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -138,28 +136,35 @@ class Decoder:
     def feed(self, data):
         """The complete frames in `data` and what came before; keeps the rest.
 
-        Raises ProtocolError on a bad header, now and on every later call.
+        Frames are (type, flags, channel, payload) tuples. Raises ProtocolError
+        on a bad header, now and on every later call.
         """
         if self._error is not None:
             raise self._error
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
         frames = []
         pos = 0
-        size = len(buffer)
+        size = len(data)
+        unpack = HEADER.unpack_from
+        rules = _RULES
         while size - pos >= HEADER_SIZE:
-            version, ftype, flags, channel, length = HEADER.unpack_from(buffer, pos)
-            self._check(version, ftype, flags, channel, length)
+            version, ftype, flags, channel, length = unpack(data, pos)
+            rule = rules.get(ftype) if version == VERSION else None
+            if (rule is None or not rule[0] <= length <= rule[1] or flags & ~rule[2]
+                    or channel >= (NUM_CHANNELS if rule[3] else 1)):
+                self._reject(version, ftype, flags, channel, length)
             end = pos + HEADER_SIZE + length
             if end > size:
                 break
-            frames.append(Frame(ftype, flags, channel, bytes(buffer[pos + HEADER_SIZE:end])))
+            frames.append((ftype, flags, channel, data[pos + HEADER_SIZE:end]))
             pos = end
-        if pos:
-            del buffer[:pos]
+        self._buffer = bytearray(data[pos:]) if pos < size else bytearray()
         return frames
 
-    def _check(self, version, ftype, flags, channel, length):
+    def _reject(self, version, ftype, flags, channel, length):
+        """Raise the ProtocolError that says what is wrong with a header."""
         if version != VERSION:
             self._fail("unsupported protocol version %d (this side speaks %d)" % (version, VERSION))
         try:
@@ -174,10 +179,15 @@ class Decoder:
             self._fail("%s frame with unknown flags 0x%02x" % (ftype.name, flags))
         if channel >= NUM_CHANNELS:
             self._fail("channel %d out of range (0 to %d)" % (channel, NUM_CHANNELS - 1))
-        if channel and ftype not in CHANNEL_TYPES:
-            self._fail("%s frame names channel %d" % (ftype.name, channel))
+        self._fail("%s frame names channel %d" % (ftype.name, channel))
 
     def _fail(self, message):
         self._error = ProtocolError(message)
         self._buffer = bytearray()
         raise self._error
+
+
+# What the decoder checks, by plain int type (no enum lookup per frame):
+# (smallest payload, largest payload, allowed flags, names a channel).
+_RULES = {int(t): (PAYLOAD_LIMITS[t][0], PAYLOAD_LIMITS[t][1], ALLOWED_FLAGS.get(t, 0),
+                   t in CHANNEL_TYPES) for t in FrameType}

@@ -1,0 +1,272 @@
+"""Channels against a plain length-prefixed socket, measured in the same run.
+
+    python bench/bench_channels.py [--quick]
+
+The reference sends each message with one sendall() of a 4-byte length and
+the payload, and its reader blocks in recv(). Every figure is taken against a
+peer in another process; medians of several runs are printed with the ratio
+to the reference and the issue's target.
+"""
+
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from channels import Channels  # noqa: E402
+
+KEY = b"bench key"
+LINE = "%06d: the quick brown fox jumps over" % 0  # about 40 characters, like a printed line
+LENGTH = struct.Struct(">I")
+
+
+# -- the peers (run in a child process) ------------------------------------------
+
+def recv_exact(sock, buffer, size):
+    while len(buffer) < size:
+        data = sock.recv(262144)
+        if not data:
+            raise EOFError
+        buffer += data
+    message = bytes(buffer[:size])
+    del buffer[:size]
+    return message
+
+
+def plain_peer(port, mode):
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buffer = bytearray()
+    try:
+        while True:
+            size = LENGTH.unpack(recv_exact(sock, buffer, 4))[0]
+            message = recv_exact(sock, buffer, size)
+            if mode == "echo" or message == b"done?":
+                sock.sendall(LENGTH.pack(len(message)) + message)
+    except EOFError:
+        pass
+
+
+def channels_peer(port, mode):
+    c = Channels(key=KEY)
+    c.connect(port, timeout=10)
+    inbox, out = c.get_receiving_channel(0), c.get_sending_channel(0)
+    if mode == "bulk+echo":  # a thread drains channel 1 while the main thread echoes 0
+        bulk = c.get_receiving_channel(1)
+        threading.Thread(target=lambda: [None for _ in bulk], daemon=True).start()
+    for message in inbox:
+        if mode != "sink" or message == "done?":
+            out.write(message)
+    c.close()
+
+
+def start_peer(kind, port, mode):
+    return subprocess.Popen([sys.executable, __file__, "--peer", kind, str(port), mode])
+
+
+# -- the measurements -------------------------------------------------------------
+
+class Plain:
+    """The reference: one socket, one sendall per message."""
+
+    def __init__(self, mode):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.proc = start_peer("plain", listener.getsockname()[1], mode)
+        self.sock, _ = listener.accept()
+        listener.close()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = bytearray()
+
+    def write(self, data):
+        self.sock.sendall(LENGTH.pack(len(data)) + data)
+
+    def read(self):
+        size = LENGTH.unpack(recv_exact(self.sock, self.buffer, 4))[0]
+        return recv_exact(self.sock, self.buffer, size)
+
+    def close(self):
+        self.sock.close()
+        self.proc.wait(10)
+
+
+class Chan:
+    def __init__(self, mode):
+        self.c = Channels(key=KEY)
+        port = self.c.host()
+        self.proc = start_peer("channels", port, mode)
+        assert self.c.wait_connected(10)
+        self.out, self.inbox = self.c.get_sending_channel(0), self.c.get_receiving_channel(0)
+
+    def write(self, data):
+        self.out.write(data)
+
+    def read(self):
+        return self.inbox.read_one(block=10)
+
+    def close(self):
+        self.c.close()
+        self.proc.wait(10)
+
+
+def round_trip(side, count):
+    """Median seconds of a small message there and back."""
+    message = LINE.encode() if isinstance(side, Plain) else LINE
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        side.write(message)
+        side.read()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def small_messages(side, count):
+    """Messages per second of about 40 characters, one way, until the peer has them all."""
+    plain = isinstance(side, Plain)
+    lines = [(LINE[:6] % 0 if False else "%06d" % i) + LINE[6:] for i in range(count)]
+    if plain:
+        lines = [line.encode() for line in lines]
+    start = time.perf_counter()
+    for line in lines:
+        side.write(line)
+    side.write(b"done?" if plain else "done?")
+    side.read()
+    return count / (time.perf_counter() - start)
+
+
+def bulk(side, megabytes):
+    """MB/s of 1 MB binary messages, one way, until the peer has them all."""
+    chunk = os.urandom(1024 * 1024)
+    start = time.perf_counter()
+    for _ in range(megabytes):
+        side.write(chunk)
+    side.write(b"done?" if isinstance(side, Plain) else "done?")
+    side.read()
+    return megabytes / (time.perf_counter() - start)
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(side, seconds):
+    """Percent of one core used by both ends while the connection idles."""
+    mine, theirs = cpu_seconds(os.getpid()), cpu_seconds(side.proc.pid)
+    time.sleep(seconds)  # a benchmark, not a test: idling is the point
+    used = cpu_seconds(os.getpid()) - mine + cpu_seconds(side.proc.pid) - theirs
+    return 100.0 * used / seconds
+
+
+def round_trip_during_bulk(count):
+    """Median seconds of a round trip on channel 0 while this side streams bulk on channel 1."""
+    side = Chan("bulk+echo")
+    stop = threading.Event()
+    bulk_out = side.c.get_sending_channel(1)
+    chunk = os.urandom(1024 * 1024)
+
+    def stream():
+        while not stop.is_set():
+            bulk_out.write(chunk)
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    time.sleep(0.2)  # let the stream get going
+    try:
+        return round_trip(side, count)
+    finally:
+        stop.set()
+        streamer.join(10)
+        side.close()
+
+
+def plain_round_trip_during_bulk(count):
+    """The same with two plain sockets: one streams, the other does round trips."""
+    streaming = Plain("sink")
+    echo = Plain("echo")
+    stop = threading.Event()
+    chunk = os.urandom(1024 * 1024)
+
+    def stream():
+        while not stop.is_set():
+            streaming.write(chunk)
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    time.sleep(0.2)
+    try:
+        return round_trip(echo, count)
+    finally:
+        stop.set()
+        streamer.join(10)
+        streaming.write(b"done?")
+        streaming.read()
+        streaming.close()
+        echo.close()
+
+
+def measure(label, function, runs):
+    values = [function() for _ in range(runs)]
+    return statistics.median(values)
+
+
+def main():
+    quick = "--quick" in sys.argv
+    runs = 3 if quick else 5
+    rt_count, small_count, megabytes = (2000, 50000, 100) if quick else (5000, 200000, 300)
+
+    def with_side(cls, mode, function, *args):
+        def run():
+            side = cls(mode)
+            try:
+                return function(side, *args)
+            finally:
+                side.close()
+        return run
+
+    rows = []
+    ref = measure("rt", with_side(Plain, "echo", round_trip, rt_count), runs)
+    ours = measure("rt", with_side(Chan, "echo", round_trip, rt_count), runs)
+    rows.append(("round trip, small message", "%.1f us" % (ref * 1e6), "%.1f us" % (ours * 1e6),
+                 ours / ref, "<= 1.5x", ours / ref <= 1.5))
+    ref = measure("small", with_side(Plain, "sink", small_messages, small_count), runs)
+    ours = measure("small", with_side(Chan, "sink", small_messages, small_count), runs)
+    rows.append(("small messages one way", "%.0f/s" % ref, "%.0f/s" % ours,
+                 ours / ref, ">= 2x", ours / ref >= 2))
+    ref = measure("bulk", with_side(Plain, "sink", bulk, megabytes), runs)
+    ours = measure("bulk", with_side(Chan, "sink", bulk, megabytes), runs)
+    rows.append(("bulk, 1 MB messages", "%.0f MB/s" % ref, "%.0f MB/s" % ours,
+                 ours / ref, ">= 0.7x", ours / ref >= 0.7))
+    ref = measure("idle", with_side(Plain, "echo", idle_cpu, 3.0), 1)
+    ours = measure("idle", with_side(Chan, "echo", idle_cpu, 3.0), 1)
+    rows.append(("idle CPU, both ends", "%.2f %%" % ref, "%.2f %%" % ours,
+                 None, "< 0.5 %", ours < 0.5))
+    ref = measure("rtbulk", lambda: plain_round_trip_during_bulk(rt_count // 5), runs)
+    ours = measure("rtbulk", lambda: round_trip_during_bulk(rt_count // 5), runs)
+    rows.append(("round trip during bulk", "%.2f ms" % (ref * 1e3), "%.2f ms" % (ours * 1e3),
+                 ours / ref, "< 2 ms", ours < 2e-3))
+
+    print("medians of %d runs; reference = plain length-prefixed socket, same run" % runs)
+    print("%-28s %14s %14s %7s %9s  %s" % ("", "reference", "channels", "ratio", "target", "met"))
+    for name, ref, ours, ratio, target, met in rows:
+        print("%-28s %14s %14s %7s %9s  %s" % (name, ref, ours,
+                                               "" if ratio is None else "%.2fx" % ratio,
+                                               target, "yes" if met else "NO"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--peer":
+        kind, port, mode = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+        (plain_peer if kind == "plain" else channels_peer)(port, mode)
+    else:
+        main()
