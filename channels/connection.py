@@ -119,6 +119,7 @@ class Channels:
         self._io_awaits_foreground_end = False
         self._foreground_since = 0.0
         self._handoff_waiters = 0    # threads waiting for the IO thread to read for them
+        self._send_waiters = 0       # threads waiting on _send_progress
         self._sending = False        # someone holds the send role
         self._control = deque()      # encoded control frames, sent before data
         self._ready = []             # encoded small messages that had credit, in write order
@@ -404,7 +405,7 @@ class Channels:
             if woken:
                 self._drain_wake()
             if readable:
-                self._read_once(from_io=True)
+                self._read_from_io_thread()
             if writable:
                 with self._lock:
                     if not self._sending and self._state != CLOSED:
@@ -459,67 +460,80 @@ class Channels:
 
     def _read_in_foreground(self, timeout):
         """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
-        self._foreground = True
+        self._foreground = self._reading = True
         self._foreground_since = time.monotonic()
-        if not self._sending and self._sendable():
+        if not self._sending and (self._ready or self._control or self._order):
             self._pump()  # what we wrote before waiting for the answer goes first
         if self._poller is None:
             self._poller = _Poller(self._sock)
         poller = self._poller
+        locked = True
         try:
             self._lock.release()
-            try:
-                if poller.wait(timeout):
-                    self._read_once(from_io=False)
-            finally:
-                self._lock.acquire()
+            locked = False
+            if poller.wait(timeout):
+                with _sigint.critical:
+                    data = self._recv()
+                    self._lock.acquire()
+                    locked = True
+                    self._reading = False
+                    self._absorb(data)
         finally:
-            self._foreground = False
+            if not locked:
+                self._lock.acquire()
+            self._foreground = self._reading = False
             if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
                 self._io_awaits_foreground_end = False
                 self._wake_io()
 
-    def _read_once(self, from_io):
-        """Read what the socket has and dispatch its frames (lock not held)."""
-        with _sigint.critical:
-            with self._lock:
-                if self._reading or self._state == CLOSED or (from_io and self._foreground):
-                    return
-                self._reading = True
-            try:
-                try:
-                    data = self._sock.recv(RECV_BYTES)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as error:
-                    self._shut(ConnectionClosed("the connection was lost: %s" % error))
-                    return
-                with self._lock:
-                    if not data:
-                        where = " in the middle of a frame" if self._decoder.mid_frame else ""
-                        self._mark_closed(ConnectionClosed(
-                            "the peer closed the connection%s without saying why" % where))
+    def _read_from_io_thread(self):
+        with self._lock:
+            if self._reading or self._foreground or self._state == CLOSED:
+                return
+            self._reading = True
+        data = self._recv()
+        with self._lock:
+            self._reading = False
+            self._absorb(data)
+
+    def _recv(self):
+        """What the socket has: bytes (b"" at its end), None for nothing yet, or an OSError."""
+        try:
+            return self._sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as error:
+            return error
+
+    def _absorb(self, data):
+        """Dispatch the frames in received data (lock held)."""
+        if data is None or self._state == CLOSED:
+            return
+        if isinstance(data, OSError):
+            self._mark_closed(ConnectionClosed("the connection was lost: %s" % data))
+            return
+        if not data:
+            where = " in the middle of a frame" if self._decoder.mid_frame else ""
+            self._mark_closed(ConnectionClosed(
+                "the peer closed the connection%s without saying why" % where))
+            return
+        self._last_heard = time.monotonic()
+        if self._state == UNRESPONSIVE:
+            self._set_state(CONNECTED)
+        receivers, limit = self._receivers, self.max_message_size
+        try:
+            for ftype, flags, channel, payload in self._decoder.feed(data):
+                if ftype == FrameType.DATA and not flags & Flags.MORE:
+                    receivers[channel]._receive_whole(payload, flags & Flags.TEXT, limit)
+                else:
+                    self._dispatch[ftype](self, flags, channel, payload)
+                    if self._state == CLOSED:
                         return
-                    self._last_heard = time.monotonic()
-                    if self._state == UNRESPONSIVE:
-                        self._set_state(CONNECTED)
-                    receivers, limit = self._receivers, self.max_message_size
-                    try:
-                        for ftype, flags, channel, payload in self._decoder.feed(data):
-                            if ftype == FrameType.DATA and not flags & Flags.MORE:
-                                receivers[channel]._receive_whole(payload, flags & Flags.TEXT, limit)
-                            else:
-                                self._dispatch[ftype](self, flags, channel, payload)
-                                if self._state == CLOSED:
-                                    return
-                    except ProtocolError as error:
-                        self._fail(error)
-                        return
-                    if not self._sending and self._sendable():
-                        self._kick()
-            finally:
-                with self._lock:
-                    self._reading = False
+        except ProtocolError as error:
+            self._fail(error)
+            return
+        if not self._sending and (self._control or self._ready):
+            self._kick()
 
     def _on_data(self, flags, channel, payload):
         self._receivers[channel]._receive(payload, flags & Flags.TEXT, flags & Flags.MORE,
@@ -533,7 +547,8 @@ class Channels:
         sender._credit += decode_u32(payload)
         if sender._credit > 2 ** 32:
             raise ProtocolError("the peer granted more than 4 GiB on channel %d" % channel)
-        self._send_progress.notify_all()
+        if self._send_waiters:
+            self._send_progress.notify_all()
 
     def _on_ping(self, flags, channel, payload):
         self._control.append(encode_ping(decode_u64(payload), pong=True))
@@ -566,8 +581,15 @@ class Channels:
 
     def _enqueue(self, sender, data, text):
         """Queue a message (data None: the end of the channel) (lock held), then send or wake."""
+        now = time.monotonic()
         if (data is not None and not self._order and len(data) <= MAX_FRAGMENT
                 and sender._credit >= len(data)):
+            if (not self._sending and not self._ready and not self._control
+                    and self._unsent is None and now - self._last_write >= COALESCE_SECONDS
+                    and self._sock is not None and _sigint.may_do_io()):
+                self._send_now(sender, data_header(sender.index, len(data), text, False) + data)
+                self._last_write = now
+                return
             # The common case: a small message with room, nothing queued before it,
             # is encoded now. (Anything queued keeps messages in write order.)
             sender._credit -= len(data)
@@ -580,7 +602,6 @@ class Channels:
             if not sender._items:
                 heapq.heappush(self._order, (seq, sender.index))
             sender._items.append([data, text, 0, seq])
-        now = time.monotonic()
         if self._sending:
             pass  # the sender takes it in its next batch
         elif now - self._last_write < COALESCE_SECONDS:
@@ -591,13 +612,45 @@ class Channels:
 
     def _wait_for_peer(self, condition, timeout):
         """Wait on condition for something only a reader of the socket brings (lock held)."""
+        sending = condition is self._send_progress
         self._handoff_waiters += 1
+        self._send_waiters += sending
         try:
             if self._io_stepped_aside and not self._foreground:
                 self._wake_io()
             condition.wait(timeout)
         finally:
             self._handoff_waiters -= 1
+            self._send_waiters -= sending
+
+    def _send_now(self, sender, frame):
+        """Send one frame at once, the connection being idle (lock held): the latency path."""
+        sender._credit -= len(frame) - 8
+        self._sending = True
+        try:
+            with _sigint.critical:
+                self._lock.release()
+                try:
+                    sent = self._sock.send(frame)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as error:
+                    sent = error
+                finally:
+                    self._lock.acquire()
+                if isinstance(sent, OSError):
+                    self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
+                    return
+                self._last_sent = time.monotonic()
+                if sent < len(frame):  # the socket is full: the IO thread sends the rest
+                    self._batches_taken += 1
+                    sender._batch = self._batches_taken
+                    self._unsent = memoryview(frame)[sent:]
+                    self._wake_io()
+        finally:
+            self._sending = False
+            if self._send_waiters:
+                self._send_progress.notify_all()
 
     def _kick(self):
         """Send queued frames now if this thread can, else have the IO thread do it (lock held)."""
@@ -709,7 +762,7 @@ class Channels:
                         self._unsent = data[sent:]
         finally:
             self._sending = False
-            if progress:
+            if progress and self._send_waiters:
                 self._send_progress.notify_all()
 
     def _drain(self, deadline):
@@ -724,7 +777,7 @@ class Channels:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self._send_progress.wait(remaining)
+            self._wait_for_peer(self._send_progress, remaining)
         return True
 
     # -- state and closing ----------------------------------------------------
