@@ -1,0 +1,683 @@
+"""The kernel: the process that runs the user's code, connected to its client by channels.
+
+    python -m interpreter.kernel --address A --port P [--cwd DIR] [--path0 P]
+                                 [--gui NAME] [--startup FILE] [-- argv...]
+
+with the key (hex) in the environment variable INTERPRETER_KEY (see
+docs/contract.md). The kernel connects back to the client, makes sys.stdin,
+sys.stdout and sys.stderr channels, and runs a REPL (a thin subclass of
+code.InteractiveConsole, _kernel_console.py) in a fresh `__main__`.
+
+Threads:
+- main: the loop. It waits for the next input, runs it, reports status.
+- stdin forwarder: reads the stdin channel into a LineQueue. Console lines
+  and input()/pdb answers are taken from there, so a code block (control
+  channel) is never consumed by input().
+- introspection: answers completion/calltip/doc/namespace requests, also
+  while the main thread runs user code.
+- the output flusher (_kernel_streams.py), and the channels' IO thread.
+
+How the main loop waits: it blocks on the control channel, the input that
+matters most for latency (code blocks from the editor). Console lines reach
+it through the forwarder, which queues them and, while the main loop waits,
+injects a wake-up marker (a binary message; requests are text) into the
+control channel. So one blocking read serves both kinds of input, in order,
+without polling. The read has a timeout: PUMP_INTERVAL while a GUI toolkit
+needs its events pumped (gui.py), else IDLE_TIMEOUT, which only bounds the
+delay of a console line when an injected marker does not wake the reader
+(channels, as of this writing: inject() does not wake a reader that waits on
+the socket itself) and costs a few wake-ups per second.
+
+Interrupts arrive as KeyboardInterrupt in the main thread (channels'
+allow_interrupt). A lost connection ends the kernel: the main thread is
+interrupted if it runs user code, and after EXIT_GRACE seconds the process
+exits whatever the user code does (exit status CONNECTION_LOST_EXIT_CODE).
+
+Debug tracing to the process's real stderr: INTERPRETER_DEBUG=1.
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from channels import ChannelsError
+
+from . import protocol
+from ._kernel_console import KernelConsole
+from ._kernel_streams import InputStream, LineQueue, Output, OutputStream, make_getpass
+from .protocol import FromKernel, ToKernel
+
+__all__ = ["main", "Kernel", "ClientLink"]
+
+USAGE = """\
+usage: python -m interpreter.kernel --address A --port P [--cwd DIR] [--path0 P]
+                                    [--gui NAME] [--startup FILE] [-- argv...]
+The key (hex) comes from the environment variable %s only.
+""" % protocol.ENV_KEY
+
+# Seconds the idle loop waits on the control channel per read (see above).
+IDLE_TIMEOUT = 0.05
+# Seconds to connect to the client.
+CONNECT_TIMEOUT = 10.0
+# After the connection is lost: seconds user code gets to finish after its
+# KeyboardInterrupt before the process exits anyway.
+EXIT_GRACE = 0.5
+CONNECTION_LOST_EXIT_CODE = 1
+# Seconds close() may take to deliver the last output and the exit status.
+CLOSE_TIMEOUT = 5.0
+
+# The control channel's wake-up marker (binary; every request is text).
+_WAKE = b"\0wake"
+
+_DEBUG = bool(os.environ.get("INTERPRETER_DEBUG"))
+
+
+def _debug(message, *args):
+    if _DEBUG:
+        try:
+            sys.__stderr__.write("[kernel %d %.6f] %s\n"
+                                 % (os.getpid(), time.time(), message % args))
+            sys.__stderr__.flush()
+        except Exception:
+            pass
+
+
+class UsageError(Exception):
+    pass
+
+
+class Options:
+    """What the command line and environment ask of the kernel."""
+
+    def __init__(self):
+        self.address = os.environ.get(protocol.ENV_ADDRESS) or "127.0.0.1"
+        self.port = os.environ.get(protocol.ENV_PORT)
+        self.cwd = None
+        self.path0 = ""
+        self.gui = None
+        self.startup = None
+        self.argv = [""]
+
+
+_VALUE_OPTIONS = ("address", "port", "cwd", "path0", "gui", "startup")
+
+
+def parse_args(argv):
+    """Options from the kernel's command line (see USAGE); UsageError if it is wrong."""
+    options = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            options.argv = args or [""]
+            break
+        name, eq, value = arg.partition("=")
+        if not name.startswith("--") or name[2:] not in _VALUE_OPTIONS:
+            raise UsageError("unknown argument %r" % arg)
+        if not eq:
+            if not args:
+                raise UsageError("%s needs a value" % name)
+            value = args.pop(0)
+        setattr(options, name[2:], value)
+    if options.port is None:
+        raise UsageError("no port: pass --port or set %s" % protocol.ENV_PORT)
+    try:
+        options.port = int(options.port)
+    except ValueError:
+        raise UsageError("bad port %r" % options.port)
+    return options
+
+
+class ClientLink:
+    """One connected client: its Channels and the channels the kernel uses on it.
+
+    The kernel keeps a list of links: output and status go to every link.
+    (Today there is one; several clients of one kernel come next.)
+    """
+
+    def __init__(self, channels):
+        self.channels = channels
+        self.stdin = channels.get_receiving_channel(ToKernel.STDIN)
+        self.control = channels.get_receiving_channel(ToKernel.CONTROL)
+        self.requests = channels.get_receiving_channel(ToKernel.INTROSPECT)
+        self._senders = {index: channels.get_sending_channel(index) for index in FromKernel}
+
+    def send(self, index, text):
+        """Write one message on sending channel index; dropped if the connection is gone."""
+        try:
+            self._senders[index].write(text)
+        except (ValueError, OSError, ChannelsError):
+            pass
+
+    def flush(self, index):
+        """Wait until what was sent on index is handed to the OS (not if the connection is gone)."""
+        try:
+            self._senders[index].flush()
+        except (ValueError, OSError, ChannelsError):
+            pass
+
+    def close(self):
+        try:
+            self.channels.close(timeout=CLOSE_TIMEOUT)
+        except Exception as error:
+            _debug("closing the connection failed: %r", error)
+
+
+class Kernel:
+    """The kernel's state and its main loop; run() installs it and serves until exit."""
+
+    def __init__(self, link, options):
+        self.options = options
+        self.links = [link]
+        self.primary = link      # the link whose control channel the main loop reads
+        self.count = 0           # executions so far
+        self.run_id = None       # the id of the control request running, if any
+        self.lost = False        # the connection to the client has ended
+        self._more = False       # the console waits for more lines (ps2)
+        self._running = False    # the main thread runs user code
+        self._owe_ready = False  # an input was taken and its ready is not sent yet
+        self._idle = False       # the main thread waits in its idle loop
+        self._closing = False
+        self._pump = None
+        self._pump_interval = IDLE_TIMEOUT
+        self._next_pump = 0.0
+        self.lines = LineQueue()
+        self.output = Output(self._send_output)
+        self.stdout = OutputStream(self.output, FromKernel.STDOUT, "<stdout>", self._flush_channel)
+        self.stderr = OutputStream(self.output, FromKernel.STDERR, "<stderr>", self._flush_channel)
+        self.stdin = InputStream(self.lines, self._input_wait, self._input_resume)
+        self.namespace = None
+        self.console = None
+
+    # -- start-up -----------------------------------------------------------
+
+    def run(self):
+        """Install the kernel in this process and serve; returns the exit code."""
+        with _InterruptsIgnored():  # an interrupt during start-up has nothing to stop
+            for link in self.links:
+                self._start_thread(self._forward_stdin, link, "kernel-stdin")
+            self._install()
+            for link in self.links:
+                link.channels.add_close_callback(self._connection_closed)
+            self._start_gui()
+        code = None
+        startup = self.options.startup
+        started = False
+        while True:
+            try:
+                if startup:
+                    path, startup = startup, None  # once, even when interrupted
+                    self._run_startup(path)
+                if not started:
+                    with _InterruptsIgnored():
+                        self._send_ready()
+                        # After the first ready: their imports must not delay start-up.
+                        for link in self.links:
+                            self._start_thread(self._serve_introspection, link,
+                                               "kernel-introspection")
+                        started = True
+                code = self.serve()
+                break
+            except KeyboardInterrupt:  # one that came between two handlers: harmless
+                continue
+            except SystemExit as error:
+                code = self._exit_code(error)
+                break
+        return self._finish(code)
+
+    def _install(self):
+        """Streams, __main__, sys.argv, sys.path[0], the working directory, getpass."""
+        import getpass
+        options = self.options
+        sys.stdin, sys.stdout, sys.stderr = self.stdin, self.stdout, self.stderr
+        getpass.getpass = make_getpass(self.stdin, self.stdout)
+        module = type(sys)("__main__")
+        bootstrap = sys.modules.get("_frozen_importlib")
+        module.__dict__.update(__builtins__=sys.modules["builtins"], __annotations__={},
+                               __loader__=getattr(bootstrap, "BuiltinImporter", None),
+                               __spec__=None, __package__=None)
+        self._old_main = sys.modules.get("__main__")  # keeps the bootstrap's globals alive
+        sys.modules["__main__"] = module
+        self.namespace = module.__dict__
+        self.console = KernelConsole(self.namespace, self._console_run)
+        sys.argv = list(options.argv)
+        if sys.path:
+            sys.path[0] = options.path0
+        else:
+            sys.path.append(options.path0)
+        if not hasattr(sys, "ps1"):
+            sys.ps1 = ">>> "
+        if not hasattr(sys, "ps2"):
+            sys.ps2 = "... "
+        if options.cwd:
+            try:
+                os.chdir(options.cwd)
+            except OSError as error:
+                self.stderr.write("kernel: cannot change to directory %r: %s\n"
+                                  % (options.cwd, error))
+
+    def _start_gui(self):
+        if not self.options.gui or self.options.gui.lower() == "none":
+            return
+        from . import gui
+        try:
+            self._pump = gui.get_pump(self.options.gui)
+        except (ImportError, ValueError) as error:
+            self.stderr.write("kernel: no gui event loop: %s\n" % (error,))
+        except Exception:
+            self.console.showtraceback()
+        self._pump_interval = gui.PUMP_INTERVAL
+
+    def _run_startup(self, path):
+        import tokenize
+        try:
+            with tokenize.open(path) as file:
+                source = file.read()
+        except (OSError, SyntaxError) as error:
+            self.stderr.write("kernel: cannot read the startup file %r: %s\n" % (path, error))
+            return
+        try:
+            self.console.run_block(source, path, 1, set_file=False)
+        except KeyboardInterrupt:
+            self.stderr.write("KeyboardInterrupt\n")
+
+    def _start_thread(self, target, link, name):
+        thread = threading.Thread(target=target, args=(link,), name=name, daemon=True)
+        thread.start()
+        return thread
+
+    # -- the main loop ------------------------------------------------------
+
+    def serve(self):
+        """Run inputs until exit; returns the exit code (None: the connection was lost)."""
+        interrupted = False
+        while True:
+            try:
+                if interrupted:
+                    interrupted = False
+                    self._interrupted()
+                kind, payload = self._next_input()
+                if kind == "line":
+                    self._run_line(payload)
+                elif kind == "control":
+                    self._control(payload)
+                elif kind == "eof":
+                    _debug("end of stdin at the prompt")
+                    return 0
+                else:
+                    return None
+            except KeyboardInterrupt:
+                interrupted = True
+                if self.lost:
+                    return None
+            except SystemExit as error:
+                return self._exit_code(error)
+
+    def _next_input(self):
+        """Wait for the next console line or control request: (kind, payload)."""
+        control = self.primary.control
+        while True:
+            if self.lost:
+                return "lost", None
+            line = self.lines.get(block=False)
+            if line is not None:
+                self._owe_ready = True
+                return ("line", line) if line else ("eof", None)
+            self._idle = True
+            try:
+                if self.lines.pending:  # queued just before _idle was set
+                    continue
+                timeout = self._pump_interval if self._pump is not None else IDLE_TIMEOUT
+                message = control.read_one(block=timeout)
+            finally:
+                self._idle = False
+            if self._pump is not None and time.monotonic() >= self._next_pump:
+                self._pump_gui()
+            if not message:
+                if control.closed:
+                    _debug("control channel ended")
+                    return "lost", None
+                continue
+            if isinstance(message, bytes):
+                continue  # the forwarder's wake-up: look at the lines again
+            try:
+                request = protocol.decode(message)
+                self._owe_ready = True
+                return "control", request
+            except ValueError:
+                _debug("ignoring a malformed control message %r", message[:200])
+
+    def _pump_gui(self):
+        try:
+            self._pump()
+        except KeyboardInterrupt:
+            raise
+        except Exception:
+            self.console.showtraceback()
+            self.stderr.write("kernel: the gui event loop failed; it is no longer pumped\n")
+            self._pump = None
+        self._next_pump = time.monotonic() + self._pump_interval
+
+    def _run_line(self, line):
+        if line.endswith("\n"):
+            line = line[:-1]
+        self.run_id = None
+        self._more = self.console.push_line(line)
+        self._running = False
+        self._send_ready()
+
+    def _console_run(self):
+        """Called by the console before it runs a complete statement."""
+        self._begin(None)
+
+    def _begin(self, run_id):
+        self.count += 1
+        self.run_id = run_id
+        self._running = True
+        self._status({"status": protocol.BUSY, "count": self.count, "id": run_id})
+
+    def _end(self):
+        self._running = False
+        self._send_ready()
+
+    def _control(self, request):
+        handler = self._CONTROL.get(request.get("type"))
+        if handler is None:
+            self.stderr.write("kernel: unknown control request %r\n" % (request.get("type"),))
+            self._send_ready()
+            return
+        handler(self, request)
+
+    def _execute(self, request):
+        source = request.get("source") or ""
+        filename = request.get("filename")
+        try:
+            lineno = max(1, int(request.get("lineno") or 1))
+        except (TypeError, ValueError):
+            lineno = 1
+        self._begin(request.get("id"))
+        name = filename or "<block-%d>" % self.count
+        self.console.run_block(source, name, lineno, set_file=bool(filename))
+        self._end()
+
+    def _postmortem(self, request):
+        self._begin(request.get("id"))
+        exc = getattr(sys, "last_exc", None)
+        tb = exc.__traceback__ if exc is not None else getattr(sys, "last_traceback", None)
+        if tb is None:
+            self.console.error = None
+            self.stderr.write("No traceback to debug: no exception has been raised yet.\n")
+        else:
+            import pdb
+            self.console.call(pdb.post_mortem, tb)
+        self._end()
+
+    _CONTROL = {
+        protocol.EXECUTE: _execute,
+        protocol.POSTMORTEM: _postmortem,
+    }
+
+    def _interrupted(self):
+        """A KeyboardInterrupt outside user code: at the prompt, or between runs.
+
+        Nothing is reported when the kernel was idle with nothing typed: a
+        stray ready could be taken for the end of the client's next run.
+        """
+        _debug("interrupt outside user code")
+        if self._running:  # between busy and the user's code: the run ends here
+            self.stderr.write("KeyboardInterrupt\n")
+            self.console.resetbuffer()
+            self.console.error = "KeyboardInterrupt"
+            self._running = False
+        elif self.console.buffer:
+            self.console.interrupt()  # drops the unfinished statement, like the REPL
+            self._owe_ready = True
+        self._more = False
+        if self._owe_ready:
+            self._send_ready()
+
+    # -- status -------------------------------------------------------------
+
+    def _status(self, message):
+        self.output.flush()
+        text = protocol.encode(message)
+        for link in self.links:
+            link.send(FromKernel.STATUS, text)
+
+    def _send_ready(self):
+        prompt = sys.ps2 if self._more else sys.ps1
+        self._status({"status": protocol.READY, "prompt": str(prompt), "count": self.count,
+                      "id": self.run_id, "error": self.console.error})
+        self._owe_ready = False
+
+    def _input_wait(self, password, prompt):
+        """sys.stdin is about to block: status input (or debug at a pdb prompt)."""
+        if prompt is None:
+            prompt = self.stdout.line_tail
+        if _in_debugger():
+            self._status({"status": protocol.DEBUG, "prompt": prompt})
+        else:
+            self._status({"status": protocol.INPUT, "prompt": prompt, "password": bool(password)})
+
+    def _input_resume(self):
+        if self._running:
+            self._status({"status": protocol.BUSY, "count": self.count, "id": self.run_id})
+        else:
+            self._send_ready()
+
+    def _send_output(self, index, text):
+        for link in self.links:
+            link.send(index, text)
+
+    def _flush_channel(self, index):
+        for link in self.links:
+            link.flush(index)
+
+    # -- helper threads -----------------------------------------------------
+
+    def _forward_stdin(self, link):
+        """Queue the client's stdin lines; wake the idle main loop for each."""
+        try:
+            while True:
+                message = link.stdin.read_one(block=True)
+                if not message:
+                    break
+                if isinstance(message, bytes):
+                    message = message.decode("utf-8", "replace")
+                self.lines.put(message)
+                if self._idle:
+                    self.primary.control.inject(_WAKE)
+        except Exception as error:  # a bug: end stdin rather than hang input()
+            _debug("stdin forwarder failed: %r", error)
+        _debug("end of stdin")
+        self.lines.put_eof()
+        try:
+            self.primary.control.inject(_WAKE)
+        except Exception:
+            pass
+
+    def _serve_introspection(self, link):
+        """Answer introspection requests, one reply per request, until the channel ends."""
+        try:
+            from . import introspect
+        except Exception as error:
+            _debug("introspection is unavailable: %r", error)
+            introspect = None
+        while True:
+            try:
+                text = link.requests.read_one(block=True)
+                if not text:
+                    return
+                link.send(FromKernel.INTROSPECT, self._answer(introspect, text))
+            except Exception as error:  # never let the thread die
+                _debug("introspection failed: %r", error)
+
+    def _answer(self, introspect, text):
+        try:
+            request = protocol.decode(text)
+        except ValueError:
+            return protocol.encode({"id": None, "result": None})
+        kind = request.get("type")
+        empty = [] if kind in (protocol.COMPLETE, protocol.NAMESPACE) else None
+        result = empty
+        try:
+            if introspect is not None and self.namespace is not None:
+                ns = self.namespace
+                if kind == protocol.COMPLETE:
+                    result = list(introspect.complete(ns, request.get("code", ""),
+                                                      request.get("cursor")))
+                elif kind == protocol.SIGNATURE:
+                    result = introspect.signature(ns, request.get("expr", ""))
+                elif kind == protocol.DOC:
+                    result = introspect.doc(ns, request.get("expr", ""))
+                elif kind == protocol.NAMESPACE:
+                    result = [list(row) for row in introspect.namespace_listing(ns)]
+            return protocol.encode({"id": request.get("id"), "result": result})
+        except Exception as error:
+            _debug("introspection request %r failed: %r", kind, error)
+            return protocol.encode({"id": request.get("id"), "result": empty})
+
+    # -- the end ------------------------------------------------------------
+
+    def _connection_closed(self, reason):
+        """The connection ended (called once, from some thread)."""
+        if self._closing:
+            return
+        _debug("connection lost: %s", reason)
+        self.lost = True
+        timer = threading.Timer(EXIT_GRACE, os._exit, (CONNECTION_LOST_EXIT_CODE,))
+        timer.daemon = True
+        timer.start()
+        if self._running:
+            _interrupt_main()
+
+    def _exit_code(self, error):
+        """The exit status for SystemExit like Python's: a non-int code is printed."""
+        code = error.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        try:
+            self.stderr.write("%s\n" % (code,))
+        except Exception:
+            pass
+        return 1
+
+    def _finish(self, code):
+        """Deliver the last output and the exit status, close the connection; returns the code."""
+        self._closing = True
+        _InterruptsIgnored().__enter__()  # for good: nothing is left to interrupt
+        if code is None or self.lost:
+            code = CONNECTION_LOST_EXIT_CODE
+        else:
+            try:
+                import atexit
+                atexit._run_exitfuncs()  # their output still reaches the client
+            except Exception:
+                pass
+            _debug("exit %s", code)
+            self._status({"status": protocol.EXIT, "exit_code": code})
+        self.output.close()
+        for link in self.links:
+            link.close()
+        _debug("connection closed")
+        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
+        return code
+
+
+class _InterruptsIgnored:
+    """Context manager: a SIGINT meanwhile is dropped instead of raising KeyboardInterrupt.
+
+    On POSIX the main thread blocks SIGINT and discards a pending one at the end,
+    so channels' own SIGINT handler stays installed (with another handler,
+    channels leaves socket IO to its IO thread, which is slower).
+    """
+
+    def __enter__(self):
+        if _CAN_BLOCK_SIGNALS:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        else:
+            self._saved = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, _ignore_interrupt)
+
+    def __exit__(self, *exc_info):
+        if _CAN_BLOCK_SIGNALS:
+            if signal.SIGINT in signal.sigpending():
+                signal.sigwait({signal.SIGINT})  # consume it
+                _debug("interrupt ignored")
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        else:
+            signal.signal(signal.SIGINT, self._saved)
+
+
+_CAN_BLOCK_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
+
+
+def _ignore_interrupt(signum, frame):
+    _debug("interrupt ignored")
+
+
+def _in_debugger():
+    """Is a pdb/bdb debugger on the calling thread's stack (at its prompt)?"""
+    bdb = sys.modules.get("bdb")
+    if bdb is None:
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        names = frame.f_code.co_varnames
+        if frame.f_code.co_argcount and names and names[0] == "self":
+            if isinstance(frame.f_locals.get("self"), bdb.Bdb):
+                return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt_main():
+    """Raise KeyboardInterrupt in the main thread, waking it from blocking calls."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:
+        import _thread
+        _thread.interrupt_main()
+
+
+def main(argv=None):
+    """Connect to the client and serve; exits the process with the kernel's exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        options = parse_args(argv)
+    except UsageError as error:
+        sys.stderr.write("interpreter.kernel: %s\n%s" % (error, USAGE))
+        sys.exit(2)
+    key = os.environ.pop(protocol.ENV_KEY, None)
+    os.environ.pop(protocol.ENV_ADDRESS, None)
+    os.environ.pop(protocol.ENV_PORT, None)
+    try:
+        key = bytes.fromhex(key or "")
+    except ValueError:
+        key = b""
+    if not key:
+        sys.stderr.write("interpreter.kernel: no key: set %s (hex)\n" % protocol.ENV_KEY)
+        sys.exit(2)
+    # SIGINT may arrive ignored (e.g. from a background shell); the kernel needs it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from channels import Channels
+    channels = Channels(key, allow_interrupt=True)
+    _debug("connecting to %s:%s", options.address, options.port)
+    try:
+        channels.connect(options.port, options.address, timeout=CONNECT_TIMEOUT)
+    except (ChannelsError, OSError) as error:
+        sys.stderr.write("interpreter.kernel: cannot connect to the client at %s:%s: %s\n"
+                         % (options.address, options.port, error))
+        channels.close()
+        sys.exit(2)
+    _debug("connected")
+    code = Kernel(ClientLink(channels), options).run()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
