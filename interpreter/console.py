@@ -1,0 +1,378 @@
+"""The terminal console, `python -m interpreter`: a REPL on a kernel process.
+
+Like `cmd.Cmd`, the console takes its stdin/stdout/stderr as parameters and
+writes through one funnel (`write`), so tests can drive it. Two threads print
+the kernel's stdout and stderr as they arrive; the main thread reads lines and
+sends them. Before each prompt the main thread puts a marker (client.SENTINEL)
+at the end of both output channels and waits until the printers reach it, so
+everything the kernel printed before its prompt is on the screen first.
+
+With stdin a terminal: readline line editing and history, Tab completion from
+the kernel, Ctrl-C interrupts the kernel while it is busy (at the prompt it
+discards the line), Ctrl-D ends the session. With stdin not a terminal the
+lines run as `python -i` would run them, without prompts, and the console
+exits with the kernel's exit code.
+"""
+
+import argparse
+import os
+import re
+import signal
+import sys
+import threading
+
+from . import protocol
+from .cells import split_cells
+from .client import _INJECT_LATENCY, DEAD, SENTINEL, Kernel, KernelError
+
+__all__ = ["Console", "main"]
+
+_IDLE = (protocol.READY, protocol.INPUT, protocol.DEBUG)
+_TOKEN = re.compile(r"[\w.]*$")   # the word the kernel completes (see introspect.complete)
+# Readline's word delimiters without "." so "os.pa" is one word, like the kernel's.
+_DELIMS = " \t\n`~!@#$%^&*()-=+[{]}\\|;:'\",<>/?"
+_SYNC_TIMEOUT = 1.0   # the longest a prompt waits for the printers to catch up
+
+
+class Console:
+    """A REPL on `kernel`, reading stdin and writing stdout/stderr (sys's by default)."""
+
+    def __init__(self, kernel, stdin=None, stdout=None, stderr=None, interactive=None):
+        self.kernel = kernel
+        self.stdin = stdin if stdin is not None else sys.stdin
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        if interactive is None:
+            interactive = _isatty(self.stdin)
+        self.interactive = interactive
+        self.use_readline = (interactive and self.stdin is sys.stdin
+                             and self.stdout is sys.stdout and _setup_readline(self))
+        self._write_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._asked = {"stdout": 0, "stderr": 0}   # output barriers put in
+        self._reached = {"stdout": 0, "stderr": 0}  # output barriers the printers reached
+        self._reading_line = False
+        self._matches = []
+
+    # -- the one funnel for output ---------------------------------------------
+
+    def write(self, text, stream=None):
+        stream = stream or self.stdout
+        with self._write_lock:
+            stream.write(text)
+            stream.flush()
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, path=None, cell=None):
+        """Run the file (or its cell number `cell`, 1-based) if given, then the REPL.
+
+        Returns the exit code for the process.
+        """
+        printers = [threading.Thread(target=self._print_stream, args=(name, stream),
+                                     daemon=True, name="console-" + name)
+                    for name, stream in (("stdout", self.stdout), ("stderr", self.stderr))]
+        for thread in printers:
+            thread.start()
+        previous = self._install_sigint()
+        try:
+            if path is not None:
+                self.run_file(path, cell)
+            return self.interact()
+        finally:
+            self._restore_sigint(previous)
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            for name in self._asked:
+                getattr(self.kernel, name).inject(SENTINEL)
+            for thread in printers:
+                thread.join(_SYNC_TIMEOUT)
+
+    def run_file(self, path, cell=None):
+        """Send the file, or its cell number `cell` (1-based), to run; returns at once."""
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+        lineno = 1
+        if cell is not None:
+            cells = split_cells(source)
+            if not 1 <= cell <= len(cells):
+                raise ValueError("%s has %d cell(s); there is no cell %d" % (path, len(cells), cell))
+            source, lineno = cells[cell - 1].source, cells[cell - 1].lineno
+        self.kernel.execute(source, filename=os.path.abspath(path), lineno=lineno)
+
+    def interact(self):
+        """The read-send loop until the session ends; returns the exit code."""
+        kernel = self.kernel
+        while True:
+            status = kernel._session.wait_status(_IDLE, None)
+            password = status == protocol.INPUT and kernel.password
+            # Echo goes off before the prompt shows, so nothing typed after
+            # the prompt appears is echoed.
+            restore_echo = self._echo_off() if password else None
+            try:
+                self.sync_output()
+                if status == DEAD:
+                    code = self._after_death()
+                    if code is not None:
+                        return code
+                    continue
+                # The kernel writes input()'s and pdb's prompts to its stdout, as
+                # Python does; they are on the screen already. ps1/ps2 are ours.
+                prompt = kernel.prompt
+                try:
+                    line = self.read_line(prompt if status == protocol.READY else "",
+                                          plain=password)
+                except KeyboardInterrupt:
+                    self._on_prompt_interrupt(status, prompt)
+                    continue
+            finally:
+                if restore_echo is not None:
+                    restore_echo()
+                    self.write("\n")
+            if line is None:   # Ctrl-D, or the end of piped input
+                self._end_input()
+                continue
+            try:
+                if status == protocol.READY:
+                    kernel.send_line(line)
+                else:
+                    kernel.send_input(line)
+            except KernelError:
+                continue   # it died: the next wait says so
+
+    def read_line(self, prompt, plain=False):
+        """One line from the user without its newline, or None at end of input.
+
+        plain: without readline (for passwords: no line editing, no history).
+        """
+        self._reading_line = True
+        try:
+            if self.use_readline and not plain:
+                try:
+                    return input(prompt)
+                except EOFError:
+                    self.write("\n")
+                    return None
+            if self.interactive:
+                self.write(prompt)
+            line = self.stdin.readline()
+        finally:
+            self._reading_line = False
+        if not line:
+            if self.interactive:
+                self.write("\n")
+            return None
+        return line[:-1] if line.endswith("\n") else line
+
+    def _echo_off(self):
+        """Stop the terminal echoing what is typed; returns a function that restores it."""
+        if not self.interactive:
+            return None
+        try:
+            import termios
+            fd = self.stdin.fileno()
+            old = termios.tcgetattr(fd)
+        except Exception:   # no termios, no file descriptor, not a terminal
+            return None
+        new = list(old)
+        new[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSADRAIN, new)
+        return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+    def sync_output(self):
+        """Wait until the printers have written all output received so far."""
+        with self._cond:
+            for name in self._asked:
+                self._asked[name] += 1
+                getattr(self.kernel, name).inject(SENTINEL)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: all(self._reached[n] >= self._asked[n]
+                                            for n in self._asked), _SYNC_TIMEOUT)
+
+    # -- helpers of the loop ----------------------------------------------------
+
+    def _print_stream(self, name, stream):
+        """A printer thread: write one output channel of the kernel to stream."""
+        while True:
+            channel = getattr(self.kernel, name)   # a restart brings a new one
+            # A bounded wait: inject() (pipe output, our barrier) does not wake
+            # a reader that waits on the socket itself (channels, as of this writing).
+            message = channel.read_one(_INJECT_LATENCY)
+            if message == SENTINEL:
+                with self._cond:
+                    self._reached[name] += 1
+                    self._cond.notify_all()
+                    if self._stopping:
+                        return
+            elif message:
+                if isinstance(message, bytes):
+                    message = message.decode("utf-8", "replace")
+                self.write(message, stream)
+            elif channel.closed and not channel.pending:
+                # The session ended: wait for a restart, a barrier, or the end.
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping or channel.pending
+                                        or getattr(self.kernel, name) is not channel)
+                    if self._stopping and not channel.pending:
+                        return
+
+    def _on_prompt_interrupt(self, status, prompt):
+        """Ctrl-C while reading a line: discard it; input() gets its KeyboardInterrupt."""
+        self.write("\n")
+        if status == protocol.DEBUG:
+            return
+        # At ps2 the kernel drops the lines it holds (and says KeyboardInterrupt),
+        # at ps1 it does nothing, in input() the user's code gets the interrupt.
+        session = self.kernel._session
+        serial = session.serial
+        self.kernel.interrupt()
+        session.wait_serial(serial, _SYNC_TIMEOUT)
+
+    def _end_input(self):
+        """End of the user's input: the kernel gets end of stdin, and exits at its prompt."""
+        self.kernel.send_eof()
+        self.kernel._session.wait_status((), None)   # until it is dead
+
+    def _after_death(self):
+        """Report the kernel's death; the exit code to return, or None after a restart."""
+        session = self.kernel._session
+        session.current_status()
+        code = self.kernel.exit_code
+        if session.announced_exit is not None:   # exit(), sys.exit(), end of input
+            return _process_code(code)
+        self.write("Kernel died (exit code %s).\n" % code, self.stderr)
+        if not self.interactive:
+            return _process_code(code)
+        answer = self.read_line("Restart the kernel? [Y/n] ")
+        if answer is None or answer.strip().lower() in ("n", "no"):
+            return _process_code(code)
+        try:
+            self.kernel.restart()
+        except KernelError as error:
+            self.write("Cannot restart: %s\n" % error, self.stderr)
+            return _process_code(code)
+        with self._cond:
+            self._cond.notify_all()   # the printers take up the new channels
+        self.write("Restarted.\n", self.stderr)
+        return None
+
+    def complete(self, text, state):
+        """readline's completer: the kernel's completions of the word before the cursor."""
+        if state == 0:
+            import readline
+            line = readline.get_line_buffer()
+            cursor = readline.get_endidx()
+            self._matches = []
+            if not line[:cursor].strip():
+                self._matches = ["\t"] if state == 0 and not text else []
+            else:
+                token = _TOKEN.search(line[:cursor]).group()
+                head = text[:len(text) - len(token)] if text.endswith(token) else ""
+                self._matches = [head + match for match in self.kernel.complete(line, cursor)]
+        if state < len(self._matches):
+            return self._matches[state]
+        return None
+
+    def _install_sigint(self):
+        """Ctrl-C: KeyboardInterrupt while reading a line, else interrupt the kernel."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _restore_sigint(self, previous):
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum, frame):
+        if self._reading_line:
+            raise KeyboardInterrupt
+        # Never block in a signal handler: the main thread may hold a lock.
+        threading.Thread(target=self.kernel.interrupt, daemon=True).start()
+
+
+def _process_code(code):
+    """A kernel's exit code as this process's (killed by signal N: 128 + N, as shells do)."""
+    if code is None:
+        return 1
+    return 128 - code if code < 0 else code
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _setup_readline(console):
+    """Line editing, history and Tab completion; False if readline is missing."""
+    try:
+        import readline
+    except ImportError:
+        return False
+    readline.set_completer(console.complete)
+    readline.set_completer_delims(_DELIMS)
+    if "libedit" in (readline.__doc__ or ""):
+        readline.parse_and_bind("bind ^I rl_complete")
+    else:
+        readline.parse_and_bind("tab: complete")
+    return True
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m interpreter",
+        description="An interactive Python console whose code runs in a separate kernel "
+                    "process: Ctrl-C interrupts the kernel, a crash of the kernel leaves "
+                    "the console standing and it offers to restart. With stdin not a "
+                    "terminal, runs the piped lines like `python -i` and exits with the "
+                    "kernel's exit code.")
+    parser.add_argument("file", nargs="?", metavar="FILE",
+                        help="a script to run first (sys.argv[0] is FILE and its directory "
+                             "is sys.path[0]); the console stays interactive afterwards")
+    parser.add_argument("--cell", type=int, metavar="N",
+                        help="run only cell N of FILE (1-based; cells start at lines "
+                             "beginning with '##' or '# %%%%', and text before the first "
+                             "marker is cell 1)")
+    parser.add_argument("--python", metavar="EXE",
+                        help="the Python 3.8+ executable the kernel runs on (default: the "
+                             "one running this console); nothing needs installing there")
+    parser.add_argument("--gui", metavar="NAME",
+                        help="the GUI event loop the kernel integrates (e.g. tk, asyncio, qt)")
+    parser.add_argument("--cwd", metavar="DIR",
+                        help="the kernel's working directory (default: the current one)")
+    return parser
+
+
+def main(argv=None, stdin=None, stdout=None, stderr=None):
+    """`python -m interpreter`; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cell is not None and args.file is None:
+        parser.error("--cell needs a FILE")
+    stderr = stderr if stderr is not None else sys.stderr
+    path = args.file
+    kernel_argv = path0 = None
+    if path is not None:
+        if not os.path.isfile(path):
+            parser.error("no such file: %s" % path)
+        kernel_argv = [path]
+        path0 = os.path.dirname(os.path.abspath(path))
+    kernel = Kernel(python=args.python, cwd=args.cwd, gui=args.gui, argv=kernel_argv,
+                    path0=path0)
+    try:
+        kernel._start()
+    except KernelError as error:
+        stderr.write("python -m interpreter: %s\n" % error)
+        return 1
+    try:
+        console = Console(kernel, stdin, stdout, stderr)
+        try:
+            return console.run(path, args.cell)
+        except ValueError as error:   # no such cell
+            stderr.write("python -m interpreter: %s\n" % error)
+            return 2
+    finally:
+        kernel.close()
