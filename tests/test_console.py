@@ -224,6 +224,29 @@ def test_pty_ctrl_c_interrupts_the_kernel_and_clears_the_line(term):
     assert t.wait() == 0
 
 
+def test_pty_ctrl_c_at_ps2_drops_the_statement(term):
+    t = term()
+    t.send("for i in range(3):\n")
+    t.expect(r"\.\.\. ")
+    t.send("    print('never')\n")
+    t.expect(r"\.\.\. ")
+    t.send("\x03")
+    t.expect("KeyboardInterrupt")
+    t.expect(">>> ")
+    t.send("print('fresh')\n")
+    t.expect(r"\nfresh\n>>> ")
+    assert "never\n" not in t.output
+
+
+def test_pty_output_while_idle_and_from_c(term, tmp_path):
+    t = term("--cwd", str(tmp_path))
+    t.send("import threading, os; threading.Timer(0.3, print, ('later',)).start()\n")
+    t.expect(">>> ")
+    t.expect(r"later\n")
+    t.send("_ = os.system('pwd')\n")
+    t.expect(re.escape(str(tmp_path)) + r"\n>>> ")
+
+
 def test_pty_input_getpass_and_pdb(term):
     t = term()
     t.send("name = input('Name? ')\n")
