@@ -66,6 +66,9 @@ _PIPE_READ = 65536
 # kernel only ever sends text on stdout/stderr, so this bytes value is unique.
 SENTINEL = b"\0interpreter.client.sentinel\0" + os.urandom(8)
 
+# Watch kernel processes through pidfds (Linux 5.3+, Python 3.9+), else poll them.
+_USE_PIDFD = hasattr(os, "pidfd_open")
+
 _ids = itertools.count(1)
 
 
@@ -802,7 +805,7 @@ class _Drainer:
     def _add(self, session):
         for fd in list(session.pipes):
             self.selector.register(fd, selectors.EVENT_READ, (session.read_pipe, fd))
-        if hasattr(os, "pidfd_open"):
+        if _USE_PIDFD:
             try:
                 session.pidfd = os.pidfd_open(session.proc.pid)
             except OSError:

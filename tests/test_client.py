@@ -267,6 +267,15 @@ def test_death_shows_within_a_second(k, how):
         assert "Fatal Python error" in k.stderr.read(False)
 
 
+def test_death_without_pidfd(spawned, monkeypatch):
+    from interpreter import client
+    monkeypatch.setattr(client, "_USE_PIDFD", False)   # as on macOS or Python 3.8: polling
+    k = spawned()
+    k.execute("import os; os._exit(3)")
+    assert wait_until(lambda: k.status == "dead", 1.0)
+    assert k.exit_code == 3
+
+
 def test_run_returns_when_the_kernel_dies(k):
     r = k.run("print('last words', flush=True); import os; os._exit(4)", timeout=5)
     assert r.error == "KernelDied" and r.exit_code == 4
