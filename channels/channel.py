@@ -206,6 +206,7 @@ class ReceivingChannel:
         with self._connection._lock:
             self._messages.append((message, 0))
             self._ready.notify_all()
+            self._connection._wake_foreground()
 
     def close(self):
         """Stop reading: drop what is queued and what comes later."""

@@ -111,6 +111,10 @@ class Channels:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
+        # Wakes a caller waiting on the socket for what did not come from it (inject()).
+        self._foreground_wake_r, self._foreground_wake_w = socket.socketpair()
+        self._foreground_wake_r.setblocking(False)
+        self._foreground_wake_w.setblocking(False)
 
         self._decoder = Decoder()
         self._reading = False        # someone holds the read role
@@ -365,8 +369,9 @@ class Channels:
         finally:
             self._shut(ConnectionClosed("closed"))
             sock.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            for wake in (self._wake_r, self._wake_w, self._foreground_wake_r,
+                         self._foreground_wake_w):
+                wake.close()
             self._run_callbacks()
 
     def _io_loop(self, sock):
@@ -441,6 +446,14 @@ class Channels:
         except (BlockingIOError, InterruptedError, OSError):
             pass
 
+    def _wake_foreground(self):
+        """Make a caller waiting on the socket look at its queue again (lock held)."""
+        if self._foreground and self._state != CLOSED:
+            try:
+                self._foreground_wake_w.send(b"\0")
+            except (BlockingIOError, InterruptedError, OSError):
+                pass
+
     def _wake_io(self):
         """Make the IO thread look at the state again (lock held)."""
         if self._wake_pending or self._state == CLOSED:
@@ -465,13 +478,13 @@ class Channels:
         if not self._sending and (self._ready or self._control or self._order):
             self._pump()  # what we wrote before waiting for the answer goes first
         if self._poller is None:
-            self._poller = _Poller(self._sock)
+            self._poller = _Poller(self._sock, self._foreground_wake_r)
         poller = self._poller
         locked = True
         try:
             self._lock.release()
             locked = False
-            if poller.wait(timeout):
+            if poller.wait(timeout) and not poller.woken:
                 with _sigint.critical:
                     data = self._recv()
                     self._lock.acquire()
@@ -616,7 +629,7 @@ class Channels:
         self._handoff_waiters += 1
         self._send_waiters += sending
         try:
-            if self._io_stepped_aside and not self._foreground:
+            if self._io_stepped_aside:
                 self._wake_io()
             condition.wait(timeout)
         finally:
@@ -847,20 +860,37 @@ class Channels:
 
 
 class _Poller:
-    """Waits until one socket is readable, or timeout (seconds, None for ever) passes."""
+    """Waits until a socket is readable, or its wake socket is, or timeout passes.
 
-    def __init__(self, sock):
-        self._sock = sock
+    wait() returns True when either is ready; `woken` then tells whether the
+    wake socket was (it is drained).
+    """
+
+    def __init__(self, sock, wake):
+        self._sock, self._wake = sock, wake
+        self._wake_fd = wake.fileno()
+        self.woken = False
         if hasattr(select, "poll"):
             self._poll = select.poll()
             self._poll.register(sock, select.POLLIN)
+            self._poll.register(wake, select.POLLIN)
         else:
             self._poll = None
 
     def wait(self, timeout):
         if self._poll is not None:
-            return bool(self._poll.poll(None if timeout is None else math.ceil(timeout * 1000)))
-        return bool(select.select([self._sock], [], [], timeout)[0])
+            events = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+            self.woken = any(fd == self._wake_fd for fd, _ in events)
+        else:
+            ready = select.select([self._sock, self._wake], [], [], timeout)[0]
+            events, self.woken = ready, self._wake in ready
+        if self.woken:
+            try:
+                while self._wake.recv(4096):
+                    pass
+            except (BlockingIOError, InterruptedError, OSError):
+                pass
+        return bool(events)
 
 
 def _poll(read, write, timeout):

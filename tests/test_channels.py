@@ -373,3 +373,49 @@ def test_bad_channel_index_is_a_value_error(pair):
     for index in (-1, 128, "1", 1.0):
         with pytest.raises(ValueError):
             host.get_sending_channel(index)
+
+
+def test_inject_wakes_a_reader_that_waits_on_the_socket(pair):
+    host, peer = pair
+    inbox = host.get_receiving_channel(0)
+    reader_waiting = threading.Event()
+    got = []
+
+    def read():
+        reader_waiting.set()
+        got.append(inbox.read_one(block=T))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert reader_waiting.wait(T)
+    assert wait_until(lambda: host._foreground)  # the reader sits in poll() on the socket
+    start = time.monotonic()
+    inbox.inject("from a pipe")
+    reader.join(T)
+    assert got == ["from a pipe"]
+    assert time.monotonic() - start < 0.5  # not after the next heartbeat
+
+
+def test_close_from_a_thread_that_leaves_io_to_others_does_not_wait_for_a_heartbeat(make):
+    # A thread that may not touch the socket (the main thread when someone else owns
+    # SIGINT) hands its sends to the IO thread, which may be stepped aside for a reader.
+    import signal
+    host = make(heartbeat_interval=1.0)
+    peer = make(heartbeat_interval=1.0)
+    peer.connect(host.host(), timeout=T)
+    assert host.wait_connected(T)
+    blocked = threading.Thread(target=peer.get_receiving_channel(5).read_one, args=(T,))
+    blocked.start()
+    # A reader in a long wait: the IO thread, once woken to send, steps aside for it.
+    assert wait_until(lambda: peer._foreground and time.monotonic() - peer._foreground_since > 0.05)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start = time.monotonic()
+        peer.get_sending_channel(0).write("x")
+        peer.close()
+        elapsed = time.monotonic() - start
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    blocked.join(T)
+    assert host.get_receiving_channel(0).read_one(block=T) == "x"
+    assert elapsed < 0.5  # not at the IO thread's next heartbeat
