@@ -47,8 +47,12 @@ __all__ = ["Kernel", "RunResult", "KernelError"]
 # appends it to the END of sys.path, so the user's own modules come first.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-BOOTSTRAP = ("import sys; sys.path.append(%r); "
-             "from interpreter.kernel import main; main(sys.argv[1:])" % PACKAGE_ROOT)
+# Our own modules are byte-compiled even where PYTHONDONTWRITEBYTECODE is set
+# (start-up time); the user's setting applies again before any user code runs.
+BOOTSTRAP = ("import sys; sys.path.append(%r); d = sys.dont_write_bytecode; "
+             "sys.dont_write_bytecode = False; import interpreter.kernel; "
+             "sys.dont_write_bytecode = d; del d; "
+             "interpreter.kernel.main(sys.argv[1:])" % PACKAGE_ROOT)
 
 STARTING, DEAD = "starting", "dead"
 _IDLE = (protocol.READY, protocol.INPUT, protocol.DEBUG)
@@ -57,9 +61,6 @@ _IDLE = (protocol.READY, protocol.INPUT, protocol.DEBUG)
 # reading the output channels (a long run must not fill the flow-control
 # window and stall the kernel, while a short run should start no thread).
 _COLLECT_AFTER = 0.02
-# The longest a reader of an output channel waits for an injected message
-# (see _Collector._run: a workaround until channels wakes such readers).
-_INJECT_LATENCY = 0.05
 # Bytes asked of one read() of a kernel's pipe.
 _PIPE_READ = 65536
 # Ends a run()'s collecting threads and the console's output barrier; the
@@ -740,10 +741,7 @@ class _Collector:
     def _run(self):
         channel = self.channel
         while True:
-            # A bounded wait: inject() does not wake a reader that waits on
-            # the socket itself (channels, as of this writing), so the
-            # sentinel could otherwise wait for the next frame from the kernel.
-            message = channel.read_one(_INJECT_LATENCY)
+            message = channel.read_one(True)
             if message == SENTINEL:
                 return
             if message:

@@ -23,7 +23,7 @@ import threading
 
 from . import protocol
 from .cells import split_cells
-from .client import _INJECT_LATENCY, DEAD, SENTINEL, Kernel, KernelError
+from .client import DEAD, SENTINEL, Kernel, KernelError
 
 __all__ = ["Console", "main"]
 
@@ -197,9 +197,7 @@ class Console:
         """A printer thread: write one output channel of the kernel to stream."""
         while True:
             channel = getattr(self.kernel, name)   # a restart brings a new one
-            # A bounded wait: inject() (pipe output, our barrier) does not wake
-            # a reader that waits on the socket itself (channels, as of this writing).
-            message = channel.read_one(_INJECT_LATENCY)
+            message = channel.read_one(True)
             if message == SENTINEL:
                 with self._cond:
                     self._reached[name] += 1
