@@ -205,7 +205,7 @@ class ReceivingChannel:
             return
         with self._connection._lock:
             self._messages.append((message, 0))
-            self._ready.notify_all()
+            self._notify()
             self._connection._wake_foreground()
 
     def close(self):
@@ -324,8 +324,7 @@ class ReceivingChannel:
             return
         self._messages.append((message, size))
         self._queued_bytes += size
-        if self._waiters:
-            self._ready.notify_all()
+        self._notify()
         self._grant()
 
     def _receive_whole(self, payload, text, max_message):
@@ -339,14 +338,20 @@ class ReceivingChannel:
         self._messages.append((payload.decode("utf-8", "surrogateescape") if text else payload,
                                size))
         self._queued_bytes += size  # unread bytes grew as much as room shrank: no grant due
-        if self._waiters:
-            self._ready.notify_all()
+        self._notify()
 
     def _receive_end(self):
         if self._parts:
             raise ProtocolError("channel %d ended in the middle of a message" % self.index)
         self._ended = True
-        self._ready.notify_all()
+        self._notify()
 
     def _wake(self):
         self._ready.notify_all()
+
+    def _notify(self):
+        """Wake the readers of this channel and of wait_any() (lock held)."""
+        if self._waiters:
+            self._ready.notify_all()
+        if self._connection._any_waiters:
+            self._connection._any_ready.notify_all()

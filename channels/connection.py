@@ -96,6 +96,8 @@ class Channels:
 
         self._lock = threading.Lock()
         self._state_changed = threading.Condition(self._lock)
+        self._any_ready = threading.Condition(self._lock)   # for wait_any()
+        self._any_waiters = 0
         self._send_progress = threading.Condition(self._lock)
         self._state = CONNECTING
         self._close_reason = None
@@ -237,6 +239,32 @@ class Channels:
                     return False
                 self._state_changed.wait(remaining)
             return self._state in (CONNECTED, UNRESPONSIVE)
+
+    def wait_any(self, channels, timeout=None):
+        """Wait until one of the receiving channels has a message; return those that do.
+
+        Returns [] when timeout (seconds; None waits for ever) passes or when every
+        channel has ended. Like a blocking read, it reads the socket itself when it can.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                ready = [channel for channel in channels if channel._messages]
+                if ready:
+                    return ready
+                if self._state == CLOSED or all(c._ended or c._closed_locally for c in channels):
+                    return []
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                if self._can_read_here():
+                    self._read_in_foreground(remaining)
+                else:
+                    self._any_waiters += 1
+                    try:
+                        self._wait_for_peer(self._any_ready, remaining)
+                    finally:
+                        self._any_waiters -= 1
 
     def interrupt(self):
         """Ask the peer to raise KeyboardInterrupt in its main thread (if it allows it)."""
@@ -819,6 +847,7 @@ class Channels:
         self._close_reason = reason
         self._set_state(CLOSED)
         self._send_progress.notify_all()
+        self._any_ready.notify_all()
         for receiver in self._receivers:
             receiver._wake()
         for callback in self._close_callbacks:

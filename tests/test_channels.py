@@ -419,3 +419,24 @@ def test_close_from_a_thread_that_leaves_io_to_others_does_not_wait_for_a_heartb
     blocked.join(T)
     assert host.get_receiving_channel(0).read_one(block=T) == "x"
     assert elapsed < 0.5  # not at the IO thread's next heartbeat
+
+
+def test_wait_any_returns_the_channels_that_have_messages(pair):
+    host, peer = pair
+    stdin, control = host.get_receiving_channel(0), host.get_receiving_channel(1)
+    assert host.wait_any([stdin, control], timeout=0.05) == []
+    peer.get_sending_channel(1).write("block")
+    assert host.wait_any([stdin, control], timeout=T) == [control]
+    assert control.read_one() == "block"
+    # From another thread than the one reading the socket, and woken by inject().
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(host.wait_any([stdin, control], T)))
+    waiter.start()
+    assert wait_until(lambda: host._foreground or host._any_waiters)
+    stdin.inject("line\n")
+    waiter.join(T)
+    assert result == [[stdin]]
+    peer.get_sending_channel(0).close()
+    peer.get_sending_channel(1).close()
+    stdin.read_one()
+    assert host.wait_any([stdin, control], timeout=T) == []  # both ended
