@@ -286,6 +286,8 @@ class Channels:
         thread = self._io_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.1, deadline - time.monotonic()))
+        if thread is None or not thread.is_alive():
+            self._close_wake_sockets()  # also when no connection was ever made
         self._run_callbacks()
 
     def __enter__(self):
@@ -397,9 +399,7 @@ class Channels:
         finally:
             self._shut(ConnectionClosed("closed"))
             sock.close()
-            for wake in (self._wake_r, self._wake_w, self._foreground_wake_r,
-                         self._foreground_wake_w):
-                wake.close()
+            self._close_wake_sockets()
             self._run_callbacks()
 
     def _io_loop(self, sock):
@@ -876,6 +876,10 @@ class Channels:
     def _shut(self, reason):
         with self._lock:
             self._mark_closed(reason)
+
+    def _close_wake_sockets(self):
+        for wake in (self._wake_r, self._wake_w, self._foreground_wake_r, self._foreground_wake_w):
+            wake.close()
 
     def _run_callbacks(self):
         with self._lock:

@@ -1,5 +1,6 @@
 """Tier 2: two Channels over loopback in one process, and raw-socket peers that misbehave."""
 
+import os
 import socket
 import threading
 import time
@@ -440,3 +441,14 @@ def test_wait_any_returns_the_channels_that_have_messages(pair):
     peer.get_sending_channel(1).close()
     stdin.read_one()
     assert host.wait_any([stdin, control], timeout=T) == []  # both ended
+
+
+def test_closing_without_a_connection_leaves_no_thread_or_descriptor():
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        Channels(key=KEY).close()
+        hosting = Channels(key=KEY)
+        hosting.host()
+        hosting.close()
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert not [t for t in threading.enumerate() if t.name.startswith("channels")]
