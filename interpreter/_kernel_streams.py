@@ -9,9 +9,9 @@ while nothing is pending). So a burst of a hundred thousand prints costs a few
 dozen messages, and output between statuses still arrives promptly. Writes
 after the connection is gone are dropped: they never block or raise.
 
-Input: the client's stdin lines are queued in a LineQueue (filled by the
-kernel's forwarding thread); sys.stdin reads them and tells the kernel it
-waits (status "input" or "debug") through a callback.
+Input: sys.stdin reads the lines of the stdin channel (StdinLines, which the
+kernel's idle loop reads too) and tells the kernel when it waits (status
+"input" or "debug") through a callback.
 """
 
 import codecs
@@ -29,6 +29,11 @@ FLUSH_DELAY = 0.005
 MAX_MESSAGE_CHARS = 1024 * 1024
 # Characters of the current output line kept to report as an input prompt.
 PROMPT_CHARS = 1000
+# Seconds a blocking read of stdin waits per call. A SIGINT that lands just as
+# the main thread starts to block in a lock is seen by Python only when the
+# wait returns (CPython cannot check and block atomically): in slices, an
+# interrupt of input() is late by at most this much instead of lost.
+INPUT_WAIT_SLICE = 0.05
 
 
 class Output:
@@ -36,66 +41,76 @@ class Output:
 
     send(index, text) writes text on sending channel `index` of every client;
     it is called with the buffer's lock held, so messages keep their order.
+    The text since the last newline of channel `prompt_index` is kept as
+    `line_tail` (what input() showed as its prompt).
     """
 
-    def __init__(self, send, delay=FLUSH_DELAY):
+    def __init__(self, send, prompt_index, delay=FLUSH_DELAY, after_timed_flush=None):
         self._send = send
+        self._after_timed_flush = after_timed_flush  # called by the flusher, lock not held
+        self._prompt_index = prompt_index
         self._delay = delay
-        self._lock = threading.RLock()  # reentrant: a signal handler may print
-        self._chunks = []               # [(channel index, [text, ...])] in write order
-        self._last_index = None
-        self._last_parts = None
-        self._size = 0
-        self._due = False               # the flusher has been asked to flush
+        self.lock = threading.RLock()  # reentrant: a signal handler may print
+        # Written by OutputStream.write (lock held), the hot path:
+        self.runs = []                 # [(channel index, [text, ...])] in write order
+        self.last_index = None         # the channel of the last run
+        self.last_parts = None         # the texts of the last run
+        self.size = 0                  # characters pending
+        self.due = False               # the flusher was woken for what is pending
+        self._tail = ""
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._flusher = None
 
-    def write(self, index, text):
-        with self._lock:
-            if index == self._last_index:
-                self._last_parts.append(text)
-            else:
-                self._last_index, self._last_parts = index, [text]
-                self._chunks.append((index, self._last_parts))
-            self._size += len(text)
-            if self._size >= FLUSH_CHARS:
-                self._flush_locked()
-            elif not self._due:
-                self._due = True
-                if self._flusher is None:
-                    self._start_flusher()
-                self._wake.set()
-
     def flush(self):
         """Hand everything pending to the channels (it is then queued on the connection)."""
-        with self._lock:
-            self._flush_locked()
+        with self.lock:
+            self.flush_locked()
+
+    @property
+    def line_tail(self):
+        """The text sent on the prompt channel since its last newline (flushes first)."""
+        with self.lock:
+            self.flush_locked()
+            return self._tail
 
     def close(self):
         """Flush and stop the flusher thread; later writes are still sent at once."""
-        with self._lock:
-            self._flush_locked()
+        with self.lock:
+            self.flush_locked()
             self._delay = 0
         self._closing.set()
         self._wake.set()
 
-    def _flush_locked(self):
-        chunks = self._chunks
-        if not chunks:
+    def flush_locked(self):
+        runs = self.runs
+        if not runs:
             return
-        self._chunks, self._last_index, self._last_parts = [], None, None
-        self._size = 0
-        self._due = False
-        for index, parts in chunks:
+        self.runs, self.last_index, self.last_parts = [], None, None
+        self.size = 0
+        self.due = False
+        for index, parts in runs:
             text = parts[0] if len(parts) == 1 else "".join(parts)
+            if index == self._prompt_index:
+                self._track_tail(text)
             for start in range(0, len(text), MAX_MESSAGE_CHARS):
                 self._send(index, text[start:start + MAX_MESSAGE_CHARS])
 
-    def _start_flusher(self):
-        self._flusher = threading.Thread(target=self._run_flusher, daemon=True,
-                                         name="kernel-output-flusher")
-        self._flusher.start()
+    def _track_tail(self, text):
+        newline = text.rfind("\n")
+        if newline >= 0:
+            self._tail = text[newline + 1:][-PROMPT_CHARS:]
+        else:
+            self._tail = (self._tail + text)[-PROMPT_CHARS:]
+
+    def wake_flusher(self):
+        """Have the flusher send what is pending in FLUSH_DELAY (lock held)."""
+        self.due = True
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._run_flusher, daemon=True,
+                                             name="kernel-output-flusher")
+            self._flusher.start()
+        self._wake.set()
 
     def _run_flusher(self):
         while not self._closing.is_set():
@@ -104,6 +119,8 @@ class Output:
             self._wake.clear()
             try:
                 self.flush()
+                if self._after_timed_flush is not None:
+                    self._after_timed_flush()
             except Exception:  # never let output kill the thread
                 pass
 
@@ -119,10 +136,10 @@ class OutputStream(io.TextIOBase):
 
     def __init__(self, output, index, name, flush_channels=None):
         self._output = output
+        self._lock = output.lock
         self._index = index
         self._name = name
         self._flush_channels = flush_channels
-        self._tail = ""        # the text since the last newline (for prompts)
         self.buffer = _BufferWriter(self)
 
     @property
@@ -130,16 +147,22 @@ class OutputStream(io.TextIOBase):
         return self._name
 
     def write(self, s):
-        if not isinstance(s, str):
+        # The hot path of print(): keep it short.
+        if s.__class__ is not str and not isinstance(s, str):
             raise TypeError("write() argument must be str, not %s" % type(s).__name__)
-        if s:
-            self._output.write(self._index, s)
-            newline = s.rfind("\n")
-            if newline >= 0:
-                self._tail = s[newline + 1:]
+        out = self._output
+        with self._lock:
+            if out.last_index == self._index:
+                out.last_parts.append(s)
             else:
-                tail = self._tail + s
-                self._tail = tail if len(tail) <= PROMPT_CHARS else tail[-PROMPT_CHARS:]
+                out.last_index = self._index
+                out.last_parts = [s]
+                out.runs.append((self._index, out.last_parts))
+            out.size += len(s)
+            if out.size >= FLUSH_CHARS:
+                out.flush_locked()
+            elif not out.due:
+                out.wake_flusher()
         return len(s)
 
     def writelines(self, lines):
@@ -151,11 +174,6 @@ class OutputStream(io.TextIOBase):
         self._output.flush()
         if self._flush_channels is not None:
             self._flush_channels(self._index)
-
-    @property
-    def line_tail(self):
-        """The text written since the last newline (what input() shows as its prompt)."""
-        return self._tail
 
     def writable(self):
         return True
@@ -193,47 +211,57 @@ class _BufferWriter(io.RawIOBase):
         pass
 
 
-class LineQueue:
-    """The lines the client sent on stdin, in order, and whether stdin has ended."""
+class StdinLines:
+    """The lines of the stdin channel, in order: one message may hold several lines.
 
-    def __init__(self):
+    get() takes a line already split off, or reads the next message of the
+    channel; '' once the channel has ended (sticky). Lines are split here so
+    readline() returns one line at a time, and a last line without a newline
+    gets one (the client may send either).
+    """
+
+    def __init__(self, channel):
+        self._channel = channel
         self._lines = deque()
-        self._ready = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._eof = False
 
-    def put(self, text):
-        """Queue the lines of one stdin message; a last line without newline gets one."""
-        lines = text.splitlines(True)
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        with self._ready:
-            self._lines.extend(lines)
-            self._ready.notify_all()
-
-    def put_eof(self):
-        with self._ready:
-            self._eof = True
-            self._ready.notify_all()
-
-    def unget(self, text):
-        """Put back the unread rest of a line (readline with a size)."""
-        with self._ready:
-            self._lines.appendleft(text)
-
-    @property
-    def pending(self):
-        return bool(self._lines) or self._eof
+    def _take(self):
+        """A buffered line, '' at the end, None if there is none (lock held)."""
+        if self._lines:
+            return self._lines.popleft()
+        return "" if self._eof else None
 
     def get(self, block=True):
         """The next line; '' when stdin has ended; None when not blocking and none is there."""
-        with self._ready:
-            while not self._lines:
-                if self._eof:
-                    return ""
-                if not block:
-                    return None
-                self._ready.wait()
-            return self._lines.popleft()
+        while True:
+            with self._lock:
+                line = self._take()
+                if line is not None:
+                    return line
+            if not block and not self._channel.pending:
+                if self._channel.closed:  # ended, or the connection is gone
+                    with self._lock:
+                        self._eof = True
+                    continue
+                return None
+            message = self._channel.read_one(block=INPUT_WAIT_SLICE)
+            with self._lock:
+                if not message:
+                    if self._channel.closed and not self._channel.pending:
+                        self._eof = True
+                    continue
+                if isinstance(message, bytes):
+                    message = message.decode("utf-8", "replace")
+                lines = message.splitlines(True)
+                if lines and not lines[-1].endswith("\n"):
+                    lines[-1] += "\n"
+                self._lines.extend(lines)
+
+    def unget(self, text):
+        """Put back the unread rest of a line (readline with a size)."""
+        with self._lock:
+            self._lines.appendleft(text)
 
 
 class InputStream(io.TextIOBase):
@@ -249,6 +277,7 @@ class InputStream(io.TextIOBase):
     mode = "r"
 
     def __init__(self, lines, on_wait, on_resume):
+        # lines: a StdinLines
         self._lines = lines
         self._on_wait = on_wait
         self._on_resume = on_resume

@@ -10,23 +10,20 @@ code.InteractiveConsole, _kernel_console.py) in a fresh `__main__`.
 
 Threads:
 - main: the loop. It waits for the next input, runs it, reports status.
-- stdin forwarder: reads the stdin channel into a LineQueue. Console lines
-  and input()/pdb answers are taken from there, so a code block (control
-  channel) is never consumed by input().
 - introspection: answers completion/calltip/doc/namespace requests, also
   while the main thread runs user code.
 - the output flusher (_kernel_streams.py), and the channels' IO thread.
 
-How the main loop waits: it blocks on the control channel, the input that
-matters most for latency (code blocks from the editor). Console lines reach
-it through the forwarder, which queues them and, while the main loop waits,
-injects a wake-up marker (a binary message; requests are text) into the
-control channel. So one blocking read serves both kinds of input, in order,
-without polling. The read has a timeout: PUMP_INTERVAL while a GUI toolkit
-needs its events pumped (gui.py), else IDLE_TIMEOUT, which only bounds the
-delay of a console line when an injected marker does not wake the reader
-(channels, as of this writing: inject() does not wake a reader that waits on
-the socket itself) and costs a few wake-ups per second.
+How the main loop waits: on the stdin channel (console lines) and the control
+channel (code blocks from the editor) at once, with channels' wait_any(): no
+polling, and the waiting thread reads the socket itself when it can, so an
+input needs no hand-off between threads. Console lines are taken from the
+stdin channel only while the loop is idle; user code that reads stdin
+(input(), pdb) reads it directly, so a code block is never consumed by
+input(). The wait's timeout is PUMP_INTERVAL while a GUI toolkit needs its
+events pumped (gui.py), else IDLE_TIMEOUT: wait_any() does not return when
+just one of its channels ends, and the end of stdin at the prompt ends the
+kernel, so the loop looks for it after each timeout (one wake-up a second).
 
 Interrupts arrive as KeyboardInterrupt in the main thread (channels'
 allow_interrupt). A lost connection ends the kernel: the main thread is
@@ -46,7 +43,7 @@ from channels import ChannelsError
 
 from . import protocol
 from ._kernel_console import KernelConsole
-from ._kernel_streams import InputStream, LineQueue, Output, OutputStream, make_getpass
+from ._kernel_streams import InputStream, Output, OutputStream, StdinLines, make_getpass
 from .protocol import FromKernel, ToKernel
 
 __all__ = ["main", "Kernel", "ClientLink"]
@@ -57,8 +54,8 @@ usage: python -m interpreter.kernel --address A --port P [--cwd DIR] [--path0 P]
 The key (hex) comes from the environment variable %s only.
 """ % protocol.ENV_KEY
 
-# Seconds the idle loop waits on the control channel per read (see above).
-IDLE_TIMEOUT = 0.05
+# Seconds the idle loop waits at most (see above).
+IDLE_TIMEOUT = 1.0
 # Seconds to connect to the client.
 CONNECT_TIMEOUT = 10.0
 # After the connection is lost: seconds user code gets to finish after its
@@ -67,9 +64,6 @@ EXIT_GRACE = 0.5
 CONNECTION_LOST_EXIT_CODE = 1
 # Seconds close() may take to deliver the last output and the exit status.
 CLOSE_TIMEOUT = 5.0
-
-# The control channel's wake-up marker (binary; every request is text).
-_WAKE = b"\0wake"
 
 _DEBUG = bool(os.environ.get("INTERPRETER_DEBUG"))
 
@@ -178,13 +172,15 @@ class Kernel:
         self._more = False       # the console waits for more lines (ps2)
         self._running = False    # the main thread runs user code
         self._owe_ready = False  # an input was taken and its ready is not sent yet
-        self._idle = False       # the main thread waits in its idle loop
         self._closing = False
         self._pump = None
         self._pump_interval = IDLE_TIMEOUT
+        # The SIGINT handler in place when the kernel starts: channels' own.
+        self._sigint_handler = signal.getsignal(signal.SIGINT)
         self._next_pump = 0.0
-        self.lines = LineQueue()
-        self.output = Output(self._send_output)
+        self.lines = StdinLines(link.stdin)
+        self.output = Output(self._send_output, FromKernel.STDOUT,
+                             after_timed_flush=self._flush_output_channels)
         self.stdout = OutputStream(self.output, FromKernel.STDOUT, "<stdout>", self._flush_channel)
         self.stderr = OutputStream(self.output, FromKernel.STDERR, "<stderr>", self._flush_channel)
         self.stdin = InputStream(self.lines, self._input_wait, self._input_resume)
@@ -196,8 +192,6 @@ class Kernel:
     def run(self):
         """Install the kernel in this process and serve; returns the exit code."""
         with _InterruptsIgnored():  # an interrupt during start-up has nothing to stop
-            for link in self.links:
-                self._start_thread(self._forward_stdin, link, "kernel-stdin")
             self._install()
             for link in self.links:
                 link.channels.add_close_callback(self._connection_closed)
@@ -317,37 +311,32 @@ class Kernel:
 
     def _next_input(self):
         """Wait for the next console line or control request: (kind, payload)."""
-        control = self.primary.control
+        link = self.primary
+        waited = [link.stdin, link.control]
         while True:
-            if self.lost:
+            if self.lost or not link.channels.is_connected:
                 return "lost", None
             line = self.lines.get(block=False)
             if line is not None:
                 self._owe_ready = True
                 return ("line", line) if line else ("eof", None)
-            self._idle = True
-            try:
-                if self.lines.pending:  # queued just before _idle was set
+            message = link.control.read_one(block=False)
+            if isinstance(message, str) and message:
+                try:
+                    request = protocol.decode(message)
+                except ValueError:
+                    _debug("ignoring a malformed control message %r", message[:200])
                     continue
-                timeout = self._pump_interval if self._pump is not None else IDLE_TIMEOUT
-                message = control.read_one(block=timeout)
-            finally:
-                self._idle = False
-            if self._pump is not None and time.monotonic() >= self._next_pump:
-                self._pump_gui()
-            if not message:
-                if control.closed:
-                    _debug("control channel ended")
-                    return "lost", None
-                continue
-            if isinstance(message, bytes):
-                continue  # the forwarder's wake-up: look at the lines again
-            try:
-                request = protocol.decode(message)
+                _debug("control request %s", message[:100])
                 self._owe_ready = True
                 return "control", request
-            except ValueError:
-                _debug("ignoring a malformed control message %r", message[:200])
+            if link.control.closed:
+                _debug("control channel ended")
+                return "lost", None
+            timeout = self._pump_interval if self._pump is not None else IDLE_TIMEOUT
+            link.channels.wait_any(waited, timeout)
+            if self._pump is not None and time.monotonic() >= self._next_pump:
+                self._pump_gui()
 
     def _pump_gui(self):
         try:
@@ -366,6 +355,7 @@ class Kernel:
         self.run_id = None
         self._more = self.console.push_line(line)
         self._running = False
+        self._restore_sigint()
         self._send_ready()
 
     def _console_run(self):
@@ -380,7 +370,24 @@ class Kernel:
 
     def _end(self):
         self._running = False
+        self._restore_sigint()
         self._send_ready()
+
+    def _restore_sigint(self):
+        """Take SIGINT back from a pdb that was left with `continue`.
+
+        pdb's continue installs its own SIGINT handler (an interrupt then breaks
+        into the debugger) and puts the old one back only at its next prompt,
+        which may never come. At the kernel's prompt an interrupt must not start
+        pdb in the kernel's own code. A handler of the user's own stays.
+        """
+        pdb = sys.modules.get("pdb")
+        if pdb is None:
+            return
+        handler = signal.getsignal(signal.SIGINT)
+        if isinstance(getattr(handler, "__self__", None), pdb.Pdb):
+            signal.signal(signal.SIGINT, self._sigint_handler)
+            pdb.Pdb._previous_sigint_handler = None
 
     def _control(self, request):
         handler = self._CONTROL.get(request.get("type"))
@@ -441,10 +448,12 @@ class Kernel:
     # -- status -------------------------------------------------------------
 
     def _status(self, message):
-        self.output.flush()
         text = protocol.encode(message)
-        for link in self.links:
-            link.send(FromKernel.STATUS, text)
+        _debug("status %s", text)
+        with self.output.lock:  # the output written before goes first
+            self.output.flush_locked()
+            self._send(FromKernel.STATUS, text)
+        self._flush_channel(FromKernel.STATUS)
 
     def _send_ready(self):
         prompt = sys.ps2 if self._more else sys.ps1
@@ -455,7 +464,7 @@ class Kernel:
     def _input_wait(self, password, prompt):
         """sys.stdin is about to block: status input (or debug at a pdb prompt)."""
         if prompt is None:
-            prompt = self.stdout.line_tail
+            prompt = self.output.line_tail
         if _in_debugger():
             self._status({"status": protocol.DEBUG, "prompt": prompt})
         else:
@@ -467,36 +476,40 @@ class Kernel:
         else:
             self._send_ready()
 
-    def _send_output(self, index, text):
-        for link in self.links:
-            link.send(index, text)
+    def _send(self, index, text):
+        """Write one message on channel index of every client.
+
+        Every write of the kernel's threads goes through here under the output
+        lock, and status and introspection replies are flushed after: channels
+        (as of this writing) can leave a message queued until its next
+        heartbeat when two threads write at the same moment, or when a write
+        is left to the IO thread, whose wake-up can get lost. A flush makes
+        the writing thread send what is queued itself.
+        """
+        with self.output.lock:
+            for link in self.links:
+                link.send(index, text)
+
+    _send_output = _send  # called by Output with its lock held
+
+    def _flush_output_channels(self):
+        """Make sure the output the flusher handed over is on its way (see _send)."""
+        self._flush_channel(FromKernel.STDOUT)
+        self._flush_channel(FromKernel.STDERR)
 
     def _flush_channel(self, index):
+        """Wait until what was written on channel index is handed to the OS.
+
+        Not in the main thread while a SIGINT handler other than channels' is
+        installed: channels' flush() then spins (as of this writing).
+        """
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not self._sigint_handler):
+            return
         for link in self.links:
             link.flush(index)
 
     # -- helper threads -----------------------------------------------------
-
-    def _forward_stdin(self, link):
-        """Queue the client's stdin lines; wake the idle main loop for each."""
-        try:
-            while True:
-                message = link.stdin.read_one(block=True)
-                if not message:
-                    break
-                if isinstance(message, bytes):
-                    message = message.decode("utf-8", "replace")
-                self.lines.put(message)
-                if self._idle:
-                    self.primary.control.inject(_WAKE)
-        except Exception as error:  # a bug: end stdin rather than hang input()
-            _debug("stdin forwarder failed: %r", error)
-        _debug("end of stdin")
-        self.lines.put_eof()
-        try:
-            self.primary.control.inject(_WAKE)
-        except Exception:
-            pass
 
     def _serve_introspection(self, link):
         """Answer introspection requests, one reply per request, until the channel ends."""
@@ -510,7 +523,10 @@ class Kernel:
                 text = link.requests.read_one(block=True)
                 if not text:
                     return
-                link.send(FromKernel.INTROSPECT, self._answer(introspect, text))
+                reply = self._answer(introspect, text)
+                with self.output.lock:  # see _send
+                    link.send(FromKernel.INTROSPECT, reply)
+                link.flush(FromKernel.INTROSPECT)
             except Exception as error:  # never let the thread die
                 _debug("introspection failed: %r", error)
 

@@ -309,6 +309,17 @@ def test_console_status_count_and_error(kernel):
     assert ready["prompt"] == "In: "
 
 
+def test_console_lines_and_blocks_alternate_promptly(kernel):
+    # Each input wakes the idle loop at once, whichever channel it came on (a lost
+    # wake-up would cost the loop's timeout, a second, per input).
+    start = time.monotonic()
+    for i in range(100):
+        kernel.line("a = %d" % i)
+        kernel.run("b = a")
+    assert time.monotonic() - start < 5.0
+    assert kernel.run("a, b")[0] == "(99, 99)\n"
+
+
 def test_console_lines_in_one_message(kernel):
     kernel.stdin.write("a = 20\nb = 22\nprint(a + b)\n")
     for _ in range(3):
@@ -510,6 +521,20 @@ def test_postmortem(spawn, python, tmp_path):
     _pdb(kernel, "up")
     assert "Oldest frame" in _pdb(kernel, "up")
     kernel.answer("quit")
+
+
+def test_interrupt_after_pdb_continue(kernel):
+    # pdb's continue installs its own SIGINT handler until its next prompt; the
+    # kernel takes SIGINT back after the run, so an interrupt at the prompt stays
+    # harmless and the next one interrupts the next run as usual.
+    kernel.execute("import pdb; pdb.set_trace()\nx = 1")
+    kernel.wait_status(accept=("debug",))
+    assert kernel.answer("continue")["error"] is None
+    kernel.output()
+    kernel.interrupt()
+    out, err, ready = kernel.run("40 + 2")
+    assert (out, err, ready["error"]) == ("42\n", "", None)
+    assert _interrupt_case(kernel, "sleep") < 1.0
 
 
 def test_postmortem_without_exception(kernel):
@@ -821,6 +846,33 @@ def test_gui_asyncio_runs_while_idle(spawn):
     kernel.run("import asyncio\nloop = asyncio.get_event_loop()\n"
                "loop.call_later(0.05, print, 'tick')")
     kernel.read_stdout_until("tick")
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="Tk needs a display")
+def test_gui_tk_runs_while_idle(spawn):
+    kernel = spawn(args=["--gui", "tk"])
+    kernel.run("import tkinter\nroot = tkinter.Tk()\nroot.after(50, print, 'tk tick')")
+    kernel.read_stdout_until("tk tick")
+
+
+def test_gui_registry():
+    from interpreter import gui
+    assert {"asyncio", "tk", "qt"} <= set(gui.TOOLKITS)
+    with pytest.raises(ValueError, match="unknown gui 'nonesuch'"):
+        gui.get_pump("nonesuch")
+    import asyncio
+    policy = asyncio.get_event_loop_policy()
+    pump = gui.get_pump("asyncio")
+    try:
+        ran = []
+        loop = policy.get_event_loop()
+        loop.call_soon(ran.append, 1)
+        pump()
+        assert ran == [1]
+        pump()  # nothing pending: returns at once
+    finally:
+        policy.get_event_loop().close()
+        policy.set_event_loop(None)
 
 
 def test_gui_unknown_name_is_reported(spawn):
