@@ -448,18 +448,26 @@ class Kernel:
     # -- status -------------------------------------------------------------
 
     def _status(self, message):
+        self._write_status(message)
+        self._flush_channel(FromKernel.STATUS)
+
+    def _write_status(self, message):
         text = protocol.encode(message)
         _debug("status %s", text)
         with self.output.lock:  # the output written before goes first
             self.output.flush_locked()
             self._send(FromKernel.STATUS, text)
-        self._flush_channel(FromKernel.STATUS)
 
     def _send_ready(self):
         prompt = sys.ps2 if self._more else sys.ps1
-        self._status({"status": protocol.READY, "prompt": str(prompt), "count": self.count,
-                      "id": self.run_id, "error": self.console.error})
-        self._owe_ready = False
+        # An interrupt that comes meanwhile is raised after: one raised by the
+        # write itself must not make the loop send this ready twice.
+        with _InterruptsIgnored(defer=True):
+            self._write_status({"status": protocol.READY, "prompt": str(prompt),
+                                "count": self.count, "id": self.run_id,
+                                "error": self.console.error})
+            self._owe_ready = False
+            self._flush_channel(FromKernel.STATUS)
 
     def _input_wait(self, password, prompt):
         """sys.stdin is about to block: status input (or debug at a pdb prompt)."""
@@ -605,35 +613,54 @@ class Kernel:
 
 
 class _InterruptsIgnored:
-    """Context manager: a SIGINT meanwhile is dropped instead of raising KeyboardInterrupt.
+    """Context manager: SIGINT in the main thread waits until the block ends.
 
-    On POSIX the main thread blocks SIGINT and discards a pending one at the end,
-    so channels' own SIGINT handler stays installed (with another handler,
-    channels leaves socket IO to its IO thread, which is slower).
+    Then it is dropped, or with defer=True raised as KeyboardInterrupt (unless
+    an exception is on its way out already). Nested blocks leave that to the
+    outermost. On POSIX the main thread blocks SIGINT meanwhile, so channels'
+    own SIGINT handler stays installed (with another handler channels leaves
+    socket IO to its IO thread, which is slower).
     """
+
+    def __init__(self, defer=False):
+        self._defer = defer
 
     def __enter__(self):
         if _CAN_BLOCK_SIGNALS:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            self._outermost = signal.SIGINT not in before
         else:
             self._saved = signal.getsignal(signal.SIGINT)
+            self._outermost = self._saved is not _ignore_interrupt
+            _Ignored.pending = False
             signal.signal(signal.SIGINT, _ignore_interrupt)
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, tb):
+        if not self._outermost:  # nested: the outer one decides
+            return
         if _CAN_BLOCK_SIGNALS:
-            if signal.SIGINT in signal.sigpending():
+            pending = signal.SIGINT in signal.sigpending()
+            if pending:
                 signal.sigwait({signal.SIGINT})  # consume it
-                _debug("interrupt ignored")
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         else:
             signal.signal(signal.SIGINT, self._saved)
+            pending = _Ignored.pending
+        if pending:
+            _debug("interrupt %s", "deferred" if self._defer else "ignored")
+            if self._defer and exc_type is None:
+                raise KeyboardInterrupt
+
+
+class _Ignored:
+    pending = False  # an interrupt came while ignored (where SIGINT cannot be blocked)
 
 
 _CAN_BLOCK_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
 
 
 def _ignore_interrupt(signum, frame):
-    _debug("interrupt ignored")
+    _Ignored.pending = True
 
 
 def _in_debugger():
