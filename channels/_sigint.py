@@ -40,6 +40,18 @@ def install():
         pass
 
 
+def block_in_this_thread():
+    """Keep SIGINT off the calling (background) thread.
+
+    The OS gives a process-directed SIGINT (Ctrl-C in a terminal) to any thread
+    that does not block it. Python runs its handler only in the main thread, and
+    a main thread blocked in a system call (select, readline) is woken only if
+    the signal is delivered to it: so background threads must block it.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 def may_do_io():
     """True when the calling thread can safely run a critical section itself."""
     return threading.get_ident() != _main_ident or _signal.getsignal(_SIGINT) is _handler

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 
+from . import _sigint
 from .errors import MessageTooLarge, ProtocolError
 from .frames import encode_window
 
@@ -86,10 +87,14 @@ class SendingChannel:
         with conn._lock:
             while self._items or self in conn._ready_senders or self._batch > conn._batches_sent:
                 conn._check_open()
-                if not conn._sending and conn._sendable() and conn._unsent is None:
-                    conn._kick()
-                    if conn._unsent is None:
-                        continue
+                if not conn._sending and conn._sendable():
+                    if _sigint.may_do_io():
+                        before = (conn._batches_sent, conn._unsent)
+                        conn._pump()
+                        if (conn._batches_sent, conn._unsent) != before:
+                            continue  # progress: look again before waiting
+                    else:
+                        conn._wake_io()  # this thread leaves the socket to the IO thread
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("flush timed out on channel %d" % self.index)

@@ -347,6 +347,7 @@ class Channels:
     # -- the IO thread ------------------------------------------------------
 
     def _accept_then_run(self):
+        _sigint.block_in_this_thread()
         listener = self._listener
         try:
             while True:
@@ -378,6 +379,7 @@ class Channels:
         self._run(sock, handshake)
 
     def _run(self, sock, handshake):
+        _sigint.block_in_this_thread()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         with self._lock:
@@ -466,13 +468,15 @@ class Channels:
         return max(0.0, min(due) - now)
 
     def _drain_wake(self):
-        with self._lock:
-            self._wake_pending = False
+        # Empty the socket first, then clear the flag: a wake between the two
+        # leaves a byte behind (a spare wake-up), never a flag with no byte.
         try:
             while self._wake_r.recv(4096):
                 pass
         except (BlockingIOError, InterruptedError, OSError):
             pass
+        with self._lock:
+            self._wake_pending = False
 
     def _wake_foreground(self):
         """Make a caller waiting on the socket look at its queue again (lock held)."""
@@ -657,8 +661,8 @@ class Channels:
         self._handoff_waiters += 1
         self._send_waiters += sending
         try:
-            if self._io_stepped_aside:
-                self._wake_io()
+            if self._io_stepped_aside or (not self._sending and self._sendable()):
+                self._wake_io()  # to read for us, or to send what we may not send ourselves
             condition.wait(timeout)
         finally:
             self._handoff_waiters -= 1
@@ -692,6 +696,8 @@ class Channels:
             self._sending = False
             if self._send_waiters:
                 self._send_progress.notify_all()
+            if self._ready or self._control or self._order:
+                self._kick()  # what other threads queued while we were sending
 
     def _kick(self):
         """Send queued frames now if this thread can, else have the IO thread do it (lock held)."""

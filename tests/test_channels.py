@@ -452,3 +452,36 @@ def test_closing_without_a_connection_leaves_no_thread_or_descriptor():
         hosting.close()
     assert len(os.listdir("/proc/self/fd")) == fds
     assert not [t for t in threading.enumerate() if t.name.startswith("channels")]
+
+
+def test_close_from_a_main_thread_with_a_foreign_sigint_handler_is_prompt(pair):
+    import signal
+    host, peer = pair
+    peer.get_sending_channel(0).write("x")
+    assert host.get_receiving_channel(0).read_one(block=T) == "x"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the application's own handler
+    try:
+        start = time.monotonic()
+        peer.close()
+        elapsed = time.monotonic() - start
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "close() was called" in str(host.get_receiving_channel(0).read_one(block=T) or host.close_reason)
+    assert elapsed < 0.5  # not at the IO thread's next heartbeat (1 s)
+
+
+def test_flush_from_a_main_thread_with_a_foreign_sigint_handler_returns(pair):
+    # Such a thread leaves the socket to the IO thread; flush() must wait for it,
+    # not spin holding the connection's lock.
+    import signal
+    host, peer = pair
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out = peer.get_sending_channel(0)
+        for i in range(100):
+            out.write("m%d" % i)
+        out.flush(timeout=T)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [host.get_receiving_channel(0).read_one(block=T) for _ in range(100)] == \
+        ["m%d" % i for i in range(100)]
