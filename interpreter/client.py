@@ -729,6 +729,13 @@ class _Pump:
                 self.cond.notify_all()
 
 
+def block_sigint_in_this_thread():
+    """Keep Ctrl-C's SIGINT off a background thread, so the OS delivers it to the
+    main thread (where Python runs handlers and wakes a blocked select or input())."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 class _Collector:
     """A thread that keeps reading an output channel during a long run()."""
 
@@ -739,6 +746,7 @@ class _Collector:
         self.thread.start()
 
     def _run(self):
+        block_sigint_in_this_thread()
         channel = self.channel
         while True:
             message = channel.read_one(True)
@@ -837,6 +845,7 @@ class _Drainer:
             pass
 
     def _run(self):
+        block_sigint_in_this_thread()
         while True:
             try:
                 events = self.selector.select(0.1 if self.polled else None)

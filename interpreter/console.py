@@ -23,7 +23,7 @@ import threading
 
 from . import protocol
 from .cells import split_cells
-from .client import DEAD, SENTINEL, Kernel, KernelError
+from .client import DEAD, SENTINEL, Kernel, KernelError, block_sigint_in_this_thread
 
 __all__ = ["Console", "main"]
 
@@ -195,6 +195,7 @@ class Console:
 
     def _print_stream(self, name, stream):
         """A printer thread: write one output channel of the kernel to stream."""
+        block_sigint_in_this_thread()
         while True:
             channel = getattr(self.kernel, name)   # a restart brings a new one
             message = channel.read_one(True)
