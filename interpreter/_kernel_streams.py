@@ -74,6 +74,13 @@ class Output:
             self.flush_locked()
             return self._tail
 
+    def end_line(self):
+        """The user answered a prompt: what follows starts a new line, as after the
+        answer's echo in a terminal (so the next prompt is not glued to this one)."""
+        with self.lock:
+            self.flush_locked()
+            self._tail = ""
+
     def close(self):
         """Flush and stop the flusher thread; later writes are still sent at once."""
         with self.lock:

@@ -227,6 +227,11 @@ class Kernel:
         options = self.options
         sys.stdin, sys.stdout, sys.stderr = self.stdin, self.stdout, self.stderr
         getpass.getpass = make_getpass(self.stdin, self.stdout)
+        try:  # a segfault's message goes to the real stderr: the pipe the client drains
+            import faulthandler
+            faulthandler.enable(file=sys.__stderr__)
+        except (ImportError, AttributeError, ValueError, OSError):
+            pass
         module = type(sys)("__main__")
         bootstrap = sys.modules.get("_frozen_importlib")
         module.__dict__.update(__builtins__=sys.modules["builtins"], __annotations__={},
@@ -456,6 +461,10 @@ class Kernel:
         _debug("status %s", text)
         with self.output.lock:  # the output written before goes first
             self.output.flush_locked()
+            # Output that flow control still holds back must not be overtaken:
+            # a client that sees this status has all the output before it.
+            self._flush_channel(FromKernel.STDOUT)
+            self._flush_channel(FromKernel.STDERR)
             self._send(FromKernel.STATUS, text)
 
     def _send_ready(self):
@@ -479,6 +488,7 @@ class Kernel:
             self._status({"status": protocol.INPUT, "prompt": prompt, "password": bool(password)})
 
     def _input_resume(self):
+        self.output.end_line()
         if self._running:
             self._status({"status": protocol.BUSY, "count": self.count, "id": self.run_id})
         else:
@@ -506,14 +516,7 @@ class Kernel:
         self._flush_channel(FromKernel.STDERR)
 
     def _flush_channel(self, index):
-        """Wait until what was written on channel index is handed to the OS.
-
-        Not in the main thread while a SIGINT handler other than channels' is
-        installed: channels' flush() then spins (as of this writing).
-        """
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not self._sigint_handler):
-            return
+        """Wait until what was written on channel index is handed to the OS."""
         for link in self.links:
             link.flush(index)
 

@@ -128,13 +128,18 @@ def test_input_and_getpass(k):
     assert k.wait_ready(5)
     k.execute("import getpass; secret = getpass.getpass('Secret: ')")
     assert wait_until(lambda: k.status == "input", 5)
-    # The kernel reports the text since the last newline of its stdout as the
-    # prompt, including "Name? " (BUG in the kernel: an answered input() ends the line).
-    assert k.prompt.endswith("Secret: ") and k.password
+    assert k.prompt == "Secret: " and k.password  # an answered prompt ended its line
     k.send_input("xyzzy")
     assert k.wait_ready(5)
     assert k.stdout.read(False) == "Name? Secret: "   # written like Python's input() does
     assert k.run("print(name, secret)", timeout=5).stdout == "Bob xyzzy\n"
+
+
+def test_output_held_back_by_flow_control_comes_before_ready(k):
+    # 20 MB is far more than one flow-control window: the ready status must wait for it.
+    r = k.run('print("x" * 20000000)', timeout=60)
+    assert len(r.stdout) == 20000001 and r.error is None
+    assert k.run("print('next')", timeout=10).stdout == "next\n"
 
 
 def test_interrupt_sleep(k):
