@@ -130,6 +130,25 @@ class Terminal:
     def send(self, keys):
         os.write(self.fd, keys.encode())
 
+    def wait_for_keyboard(self, timeout=10):
+        """Wait until the console's main thread is blocked waiting for a key.
+
+        readline prints its prompt before it enters select(): a Ctrl-C in between
+        sets Python's signal flag without waking select() (CPython's own REPL has
+        the same window), so a test that types Ctrl-C waits for this state first.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/wchan" % self.pid) as f:
+                    state = f.read()
+                if "poll" in state or "select" in state:
+                    return
+            except OSError:
+                return  # no /proc: nothing to wait for
+            select.select([], [], [], 0.005)
+        raise AssertionError("the console never waited for a key")
+
     def expect(self, pattern, timeout=10):
         """Read until regex pattern matches the output since the last expect; return the match."""
         deadline = time.monotonic() + timeout
@@ -215,6 +234,7 @@ def test_pty_ctrl_c_interrupts_the_kernel_and_clears_the_line(term):
     assert time.monotonic() - t0 < 2
     t.send("garbage that is never run")
     t.expect("run")
+    t.wait_for_keyboard()
     t.send("\x03")
     t.expect(">>> ")
     t.send("print('ok')\n")
@@ -230,6 +250,7 @@ def test_pty_ctrl_c_at_ps2_drops_the_statement(term):
     t.expect(r"\.\.\. ")
     t.send("    print('never')\n")
     t.expect(r"\.\.\. ")
+    t.wait_for_keyboard()
     t.send("\x03")
     t.expect("KeyboardInterrupt")
     t.expect(">>> ")
