@@ -241,19 +241,19 @@ class Channels:
             return self._state in (CONNECTED, UNRESPONSIVE)
 
     def wait_any(self, channels, timeout=None):
-        """Wait until one of the receiving channels has a message; return those that do.
+        """Wait until one of the receiving channels has a message or has ended.
 
-        Returns [] when timeout (seconds; None waits for ever) passes or when every
-        channel has ended. Like a blocking read, it reads the socket itself when it can.
+        Returns those channels (like select(): a channel at its end is "ready", and
+        reading it gives ''; when the connection closes, every channel has ended),
+        or [] when timeout (seconds; None waits for ever) passes. Like a blocking
+        read, it reads the socket itself when it can.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                ready = [channel for channel in channels if channel._messages]
+                ready = [channel for channel in channels if channel._messages or channel.closed]
                 if ready:
                     return ready
-                if self._state == CLOSED or all(c._ended or c._closed_locally for c in channels):
-                    return []
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []

@@ -21,9 +21,9 @@ input needs no hand-off between threads. Console lines are taken from the
 stdin channel only while the loop is idle; user code that reads stdin
 (input(), pdb) reads it directly, so a code block is never consumed by
 input(). The wait's timeout is PUMP_INTERVAL while a GUI toolkit needs its
-events pumped (gui.py), else IDLE_TIMEOUT: wait_any() does not return when
-just one of its channels ends, and the end of stdin at the prompt ends the
-kernel, so the loop looks for it after each timeout (one wake-up a second).
+events pumped (gui.py); else there is none: wait_any() also returns when a
+channel ends (the end of stdin at the prompt ends the kernel) or when the
+connection closes, so an idle kernel never wakes up.
 
 Interrupts arrive as KeyboardInterrupt in the main thread (channels'
 allow_interrupt). A lost connection ends the kernel: the main thread is
@@ -55,7 +55,7 @@ The key (hex) comes from the environment variable %s only.
 """ % protocol.ENV_KEY
 
 # Seconds the idle loop waits at most (see above).
-IDLE_TIMEOUT = 1.0
+IDLE_TIMEOUT = None  # with no GUI to pump, wait for input for as long as it takes
 # Seconds to connect to the client.
 CONNECT_TIMEOUT = 10.0
 # After the connection is lost: seconds user code gets to finish after its

@@ -437,10 +437,12 @@ def test_wait_any_returns_the_channels_that_have_messages(pair):
     stdin.inject("line\n")
     waiter.join(T)
     assert result == [[stdin]]
-    peer.get_sending_channel(0).close()
-    peer.get_sending_channel(1).close()
     stdin.read_one()
-    assert host.wait_any([stdin, control], timeout=T) == []  # both ended
+    peer.get_sending_channel(0).close()
+    assert host.wait_any([stdin, control], timeout=T) == [stdin]  # at its end, like select()
+    assert stdin.read_one() == ""
+    peer.close()
+    assert host.wait_any([control], timeout=T) == [control]  # the connection ended
 
 
 def test_closing_without_a_connection_leaves_no_thread_or_descriptor():
