@@ -7,7 +7,7 @@
 
 How it works. `Kernel.spawn` listens on 127.0.0.1 port 0 with a fresh random
 key and starts `python -c BOOTSTRAP --address ... --port ...` with the key in
-the environment; the kernel connects back (see docs/contract.md). A `Kernel`
+the environment; the kernel connects back (see docs/protocol.md). A `Kernel`
 owns one `_Session` per kernel process; `restart()` swaps in a new session, so
 the `Kernel` object an editor holds stays the same.
 

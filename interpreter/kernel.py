@@ -4,7 +4,7 @@
                                  [--gui NAME] [--startup FILE] [-- argv...]
 
 with the key (hex) in the environment variable INTERPRETER_KEY (see
-docs/contract.md). The kernel connects back to the client, makes sys.stdin,
+docs/protocol.md). The kernel connects back to the client, makes sys.stdin,
 sys.stdout and sys.stderr channels, and runs a REPL (a thin subclass of
 code.InteractiveConsole, _kernel_console.py) in a fresh `__main__`.
 

@@ -2,7 +2,7 @@
 
 The tests play the client: they host a Channels object, start the kernel as
 the client will (`python -c BOOTSTRAP --port P`, the key in the environment,
-its own session), and speak the contract of docs/contract.md on the channels.
+its own session), and speak the contract of docs/protocol.md on the channels.
 Every wait has a timeout; every kernel process is killed in teardown.
 
 The core tests run under every Python 3.8-3.13 found in ~/.pyenv (absent ones
