@@ -55,7 +55,8 @@ class SendingChannel:
             raise TypeError("write() takes str or bytes, not %s" % type(message).__name__)
         conn = self._connection
         with conn._lock:
-            self._check_writable()
+            if self._closed or conn._state == "closed":
+                self._check_writable()
             if len(data) > conn._peer_max_message:
                 raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"
                                       % (len(data), conn._peer_max_message))

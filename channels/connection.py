@@ -31,15 +31,19 @@ from collections import deque
 from . import _sigint
 from .channel import ReceivingChannel, SendingChannel
 from .errors import AuthenticationError, ChannelsError, ConnectionClosed, ProtocolError
-from .frames import (NUM_CHANNELS, MAX_FRAGMENT, CloseCode, Decoder, Flags, FrameType,
+from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, VERSION, CloseCode, Decoder, Flags, FrameType,
                      data_header, decode_goaway, decode_u32, decode_u64, encode_frame,
                      encode_goaway, encode_ping, encode_window)
 from .handshake import CONNECTOR, HOST, Handshake
 
 CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresponsive", "closed"
+_DATA_HEADER = HEADER.pack
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
+# In a burst, the writing thread sends the queue itself once it holds this much;
+# smaller queues wait for the burst to pause (about a millisecond at most).
+BURST_BYTES = 64 * 1024
 # Bytes handed to one send() call at most; bounds the time the send role is held.
 BATCH_BYTES = 256 * 1024
 # Bytes asked of one recv() call.
@@ -129,6 +133,7 @@ class Channels:
         self._sending = False        # someone holds the send role
         self._control = deque()      # encoded control frames, sent before data
         self._ready = []             # encoded small messages that had credit, in write order
+        self._ready_bytes = 0
         self._ready_senders = set()
         self._order = []             # heap of (seq, channel) with queued items
         self._seq = itertools.count()
@@ -414,6 +419,8 @@ class Channels:
                 self._io_stepped_aside = not read
                 write = not self._sending and self._sendable()
                 timeout = self._timers()
+                if write and self._burst_goes_on():
+                    write, timeout = False, min(timeout, COALESCE_SECONDS)
                 self._io_awaits_foreground_end = (
                     self._foreground
                     and time.monotonic() - self._foreground_since >= STEP_ASIDE_SECONDS)
@@ -446,6 +453,13 @@ class Channels:
                     if not self._sending and self._state != CLOSED:
                         self._pump()
             self._run_callbacks()
+
+    def _burst_goes_on(self):
+        """Should the IO thread leave queued small messages for the burst to grow? (lock held)"""
+        return (self._ready and not self._control and self._unsent is None and not self._order
+                and self._ready_bytes < BURST_BYTES and not self._send_waiters
+                and not self._handoff_waiters
+                and time.monotonic() - self._last_write < COALESCE_SECONDS)
 
     def _timers(self):
         """Heartbeat and liveness bookkeeping (lock held); returns seconds to the next check."""
@@ -627,33 +641,36 @@ class Channels:
     def _enqueue(self, sender, data, text):
         """Queue a message (data None: the end of the channel) (lock held), then send or wake."""
         now = time.monotonic()
-        if (data is not None and not self._order and len(data) <= MAX_FRAGMENT
-                and sender._credit >= len(data)):
-            if (not self._sending and not self._ready and not self._control
-                    and self._unsent is None and now - self._last_write >= COALESCE_SECONDS
-                    and self._sock is not None and _sigint.may_do_io()):
-                self._send_now(sender, data_header(sender.index, len(data), text, False) + data)
-                self._last_write = now
+        burst = now - self._last_write < COALESCE_SECONDS
+        self._last_write = now
+        size = -1 if data is None else len(data)
+        if 0 <= size <= MAX_FRAGMENT and not self._order and sender._credit >= size:
+            # The common case: a small message with room, nothing queued before it
+            # (anything queued keeps messages in write order) is encoded now.
+            frame = _DATA_HEADER(VERSION, 0, Flags.TEXT if text else 0, sender.index, size) + data
+            sender._credit -= size
+            if (not burst and not self._sending and not self._ready and not self._control
+                    and self._unsent is None and self._sock is not None and _sigint.may_do_io()):
+                self._send_now(sender, frame)
                 return
-            # The common case: a small message with room, nothing queued before it,
-            # is encoded now. (Anything queued keeps messages in write order.)
-            sender._credit -= len(data)
-            self._ready.append(data_header(sender.index, len(data), text, False) + data)
+            self._ready.append(frame)
+            self._ready_bytes += size + 8
             self._ready_senders.add(sender)
         else:
             if data is not None:
-                sender._queued_bytes += len(data)
+                sender._queued_bytes += size
             seq = next(self._seq)
             if not sender._items:
                 heapq.heappush(self._order, (seq, sender.index))
             sender._items.append([data, text, 0, seq])
         if self._sending:
             pass  # the sender takes it in its next batch
-        elif now - self._last_write < COALESCE_SECONDS:
-            self._wake_io()
-        else:
+        elif not burst:
             self._kick()
-        self._last_write = now
+        elif self._ready_bytes >= BURST_BYTES and _sigint.may_do_io():
+            self._pump()
+        elif not self._wake_pending:
+            self._wake_io()
 
     def _wait_for_peer(self, condition, timeout):
         """Wait on condition for something only a reader of the socket brings (lock held)."""
@@ -668,9 +685,9 @@ class Channels:
             self._handoff_waiters -= 1
             self._send_waiters -= sending
 
+
     def _send_now(self, sender, frame):
         """Send one frame at once, the connection being idle (lock held): the latency path."""
-        sender._credit -= len(frame) - 8
         self._sending = True
         try:
             with _sigint.critical:
@@ -697,7 +714,7 @@ class Channels:
             if self._send_waiters:
                 self._send_progress.notify_all()
             if self._ready or self._control or self._order:
-                self._kick()  # what other threads queued while we were sending
+                self._wake_io()  # what other threads queued while we were sending
 
     def _kick(self):
         """Send queued frames now if this thread can, else have the IO thread do it (lock held)."""
@@ -730,6 +747,7 @@ class Channels:
         if self._ready:
             parts += self._ready
             self._ready = []
+            self._ready_bytes = 0
             for sender in self._ready_senders:
                 sender._batch = number
             self._ready_senders.clear()
