@@ -196,6 +196,7 @@ class Kernel:
             for link in self.links:
                 link.channels.add_close_callback(self._connection_closed)
             self._start_gui()
+            _hide_own_packages()
         code = None
         startup = self.options.startup
         started = False
@@ -531,7 +532,7 @@ class Kernel:
     def _serve_introspection(self, link):
         """Answer introspection requests, one reply per request, until the channel ends."""
         try:
-            from . import introspect
+            introspect = _load_private("introspect")
         except Exception as error:
             _debug("introspection is unavailable: %r", error)
             introspect = None
@@ -729,6 +730,33 @@ def main(argv=None):
     _debug("connected")
     code = Kernel(ClientLink(channels), options).run()
     sys.exit(code)
+
+
+# The kernel's own modules, out of sys.modules' way (see _hide_own_packages).
+_own_modules = {}
+
+
+def _hide_own_packages():
+    """Let user code import modules of its own called `channels` or `interpreter`.
+
+    The kernel is loaded by then and keeps its modules through its own references;
+    a later `import channels` in user code finds the user's module on sys.path
+    (ours are at its end), not the kernel's copy in sys.modules.
+    """
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("channels", "interpreter"):
+            _own_modules[name] = sys.modules.pop(name)
+
+
+def _load_private(name):
+    """A module of this package loaded from its file under a private name (no sys.modules
+    entry under the package's public name, which user code may own)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location("_interpreter_kernel_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -461,3 +461,12 @@ def test_many_kernels_share_one_pipe_thread(spawned):
     for i, k in enumerate(kernels):
         assert k.wait_ready(10)
         assert k.stdout.read(False) == "%d\n" % i
+
+
+def test_user_modules_named_like_the_kernels_packages_are_the_users(tmp_path):
+    (tmp_path / "channels.py").write_text("WHO = 'user channels'\n")
+    (tmp_path / "interpreter.py").write_text("WHO = 'user interpreter'\n")
+    with Kernel.spawn(cwd=str(tmp_path)) as k:
+        r = k.run("import channels, interpreter; print(channels.WHO, interpreter.WHO)", timeout=10)
+        assert r.stdout == "user channels user interpreter\n"
+        assert "print(" in k.complete("pri") or "print" in k.complete("pri")  # introspection works
