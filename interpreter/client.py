@@ -61,6 +61,8 @@ _IDLE = (protocol.READY, protocol.INPUT, protocol.DEBUG)
 # reading the output channels (a long run must not fill the flow-control
 # window and stall the kernel, while a short run should start no thread).
 _COLLECT_AFTER = 0.02
+# The longest interrupt() waits for an idle kernel to begin the run just sent.
+_INTERRUPT_WAIT = 1.0
 # Bytes asked of one read() of a kernel's pipe.
 _PIPE_READ = 65536
 # Ends a run()'s collecting threads and the console's output barrier; the
@@ -309,6 +311,7 @@ class _Session:
         self.dead = False
         self.results = {}             # execute id -> its ready message (None until then)
         self.outstanding = set()      # execute ids sent and not yet answered
+        self.started = set()          # execute ids the kernel said it began (busy)
         self.replies = {}             # introspection id -> reply message (None until then)
         self.closed = False
         self.serial = 0               # status messages handled so far
@@ -414,10 +417,13 @@ class _Session:
             ident = message.get("id")
             if ident is not None:
                 self.outstanding.discard(ident)
+                self.started.discard(ident)
                 if ident in self.results:
                     self.results[ident] = message
         elif status == protocol.BUSY:
             self.count = message.get("count", self.count)
+            if message.get("id") in self.outstanding:
+                self.started.add(message.get("id"))
         elif status in (protocol.INPUT, protocol.DEBUG):
             self.prompt = message.get("prompt", "")
             self.password = bool(message.get("password"))
@@ -619,6 +625,14 @@ class _Session:
     def interrupt(self):
         if self.dead:
             return
+        # Right after execute() the request may not have reached an idle kernel yet:
+        # an interrupt arriving first would find nothing to stop. Wait (briefly)
+        # until the kernel says it began the run.
+        def nothing_began():
+            return (self.raw_status == protocol.READY and self.outstanding
+                    and not self.started & self.outstanding)
+        self.status_pump.wait(lambda: self.dead or not nothing_began(),
+                              time.monotonic() + _INTERRUPT_WAIT)
         try:
             self.channels.interrupt()
         except ChannelsError:

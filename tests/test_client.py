@@ -470,3 +470,11 @@ def test_user_modules_named_like_the_kernels_packages_are_the_users(tmp_path):
         r = k.run("import channels, interpreter; print(channels.WHO, interpreter.WHO)", timeout=10)
         assert r.stdout == "user channels user interpreter\n"
         assert "print(" in k.complete("pri") or "print" in k.complete("pri")  # introspection works
+
+
+def test_interrupt_right_after_execute_stops_that_run(k):
+    for _ in range(5):
+        k.execute("import time; time.sleep(30)")
+        k.interrupt()  # may be sent before the kernel has even read the request
+        assert k.wait_ready(5)
+        assert "KeyboardInterrupt" in k.stderr.read(False)
