@@ -22,11 +22,24 @@ from .frames import encode_window
 _END = None  # the data of the item that ends a sending channel
 
 
-class SendingChannel:
-    """The sending end of channel `index`: write(str) sends text, write(bytes) binary."""
+class _FileLike:
+    """What code expects of sys.stdin/sys.stdout beyond reading or writing."""
 
     encoding = "utf-8"
     errors = "strict"
+
+    def seekable(self):
+        return False
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        raise io.UnsupportedOperation("a channel has no file descriptor")
+
+
+class SendingChannel(_FileLike):
+    """The sending end of channel `index`: write(str) sends text, write(bytes) binary."""
 
     def __init__(self, connection, index):
         self._connection = connection
@@ -122,24 +135,12 @@ class SendingChannel:
     def readable(self):
         return False
 
-    def seekable(self):
-        return False
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        raise io.UnsupportedOperation("a channel has no file descriptor")
-
     def __repr__(self):
         return "<SendingChannel %d%s>" % (self.index, " closed" if self.closed else "")
 
 
-class ReceivingChannel:
+class ReceivingChannel(_FileLike):
     """The receiving end of channel `index`; usable before the peer connects."""
-
-    encoding = "utf-8"
-    errors = "strict"
 
     def __init__(self, connection, index, window):
         self._connection = connection
@@ -234,15 +235,6 @@ class ReceivingChannel:
 
     def writable(self):
         return False
-
-    def seekable(self):
-        return False
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        raise io.UnsupportedOperation("a channel has no file descriptor")
 
     def __repr__(self):
         return "<ReceivingChannel %d pending=%d%s>" % (

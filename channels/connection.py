@@ -692,17 +692,8 @@ class Channels:
         self._sending = True
         try:
             with _sigint.critical:
-                self._lock.release()
-                try:
-                    sent = self._sock.send(frame)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as error:
-                    sent = error
-                finally:
-                    self._lock.acquire()
-                if isinstance(sent, OSError):
-                    self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
+                sent = self._send_released(frame)
+                if sent is None:
                     return
                 self._last_sent = time.monotonic()
                 if sent < len(frame):  # the socket is full: the IO thread sends the rest
@@ -804,17 +795,8 @@ class Channels:
                         break
                 data = self._unsent
                 with _sigint.critical:
-                    self._lock.release()
-                    try:
-                        sent = self._sock.send(data)
-                    except (BlockingIOError, InterruptedError):
-                        sent = 0
-                    except OSError as error:
-                        sent = error
-                    finally:
-                        self._lock.acquire()
-                    if isinstance(sent, OSError):
-                        self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
+                    sent = self._send_released(data)
+                    if sent is None:
                         break
                     if sent == 0:
                         self._wake_io()  # it waits until the socket takes more
@@ -830,6 +812,24 @@ class Channels:
             self._sending = False
             if progress and self._send_waiters:
                 self._send_progress.notify_all()
+
+    def _send_released(self, data):
+        """One non-blocking send() with the lock released (it is held on entry and on
+        return; call it in a critical section): the bytes sent, or None when the
+        connection was lost (it is then marked closed)."""
+        self._lock.release()
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            sent = error
+        finally:
+            self._lock.acquire()
+        if isinstance(sent, OSError):
+            self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
+            return None
+        return sent
 
     def _drain(self, deadline):
         """Wait until everything queued is handed to the OS (lock held); False on timeout."""
