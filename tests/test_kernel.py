@@ -175,13 +175,20 @@ class KernelUnderTest:
         self.err_file.close()
 
 
+@pytest.fixture(params=PYTHONS)
+def python(request):
+    """Every test that starts a kernel runs once per Python 3.8-3.13 found in pyenv."""
+    return request.param
+
+
 @pytest.fixture
-def spawn():
+def spawn(python):
     """spawn(python=None, args=(), env=None) -> a started KernelUnderTest, killed afterwards."""
     kernels = []
+    default = python
 
     def start(python=None, args=(), env=None):
-        kernel = KernelUnderTest(python, args, env)
+        kernel = KernelUnderTest(python or default, args, env)
         kernels.append(kernel)
         return kernel
     yield start
@@ -272,7 +279,6 @@ def _reference_transcript(python, lines):
     return stdout, stderr[:-1], prompts
 
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_console_transcript_matches_code_interact(spawn, python):
     expected_out, expected_err, expected_prompts = _reference_transcript(python, CONSOLE_LINES)
     kernel = spawn(python)
@@ -341,7 +347,6 @@ show()
 '''
 
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_block_tracebacks_show_file_and_lines(spawn, python, tmp_path):
     kernel = spawn(python)
     folder = tmp_path / "a folder+with ünïcode"
@@ -410,7 +415,6 @@ def test_block_never_consumed_by_input(kernel):
 
 # -- input, getpass, help ------------------------------------------------------------
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_input_readline_and_getpass(spawn, python):
     kernel = spawn(python)
     kernel.execute("print('partial', end=' ')\nanswer = input('Your name: ')")
@@ -474,7 +478,6 @@ def _pdb(kernel, command):
     return out[:-len("(Pdb) ")]
 
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_pdb_session_step_print_continue(spawn, python, tmp_path):
     kernel = spawn(python)
     path = str(tmp_path / "debug me.py")
@@ -497,7 +500,6 @@ def test_pdb_session_step_print_continue(spawn, python, tmp_path):
     assert kernel.output()[0].endswith("result 41\n")
 
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_postmortem(spawn, python, tmp_path):
     kernel = spawn(python)
     path = str(tmp_path / "crash.py")
@@ -584,7 +586,6 @@ def test_interrupt(kernel, kind):
     assert (out, err) == ("2\n", "")
 
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_interrupt_each_python(spawn, python):
     kernel = spawn(python)
     for kind in ("sleep", "input"):
@@ -661,7 +662,6 @@ def test_exit_codes(kernel, source, code, err, how):
     assert kernel.output() == ("atexit ran\n", err)
 
 
-@pytest.mark.parametrize("python", PYTHONS)
 def test_exit_each_python(spawn, python):
     kernel = spawn(python)
     kernel.stdin.write("print('last words'); import sys; sys.exit(7)\n")
@@ -711,7 +711,7 @@ time.sleep(60)
 
 
 @pytest.mark.parametrize("busy", [False, True])
-def test_kernel_exits_when_client_process_is_killed(busy):
+def test_kernel_exits_when_client_process_is_killed(busy, python):
     key = secrets.token_bytes(16)
     request = json.dumps({"type": "execute", "id": 1, "filename": None, "lineno": 1,
                           "source": "while True:\n    pass" if busy else "pass"})
@@ -722,7 +722,7 @@ def test_kernel_exits_when_client_process_is_killed(busy):
         port = client.stdout.readline().decode().strip()
         assert port.isdigit()
         kernel = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP, "--port", port],
+            [python, "-c", BOOTSTRAP, "--port", port],
             env=dict(os.environ, INTERPRETER_KEY=key.hex()), start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert client.stdout.readline().decode().strip() == "sent"
