@@ -33,7 +33,7 @@ from .channel import ReceivingChannel, SendingChannel
 from .errors import AuthenticationError, ChannelsError, ConnectionClosed, ProtocolError
 from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, VERSION, CloseCode, Decoder, Flags, FrameType,
                      data_header, decode_goaway, decode_u32, decode_u64, encode_frame,
-                     encode_goaway, encode_ping, encode_window)
+                     encode_goaway, encode_ping)
 from .handshake import CONNECTOR, HOST, Handshake
 
 CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresponsive", "closed"
@@ -113,6 +113,7 @@ class Channels:
         self._sock = None
         self._listener = None
         self._io_thread = None
+        self.last_rejected = None    # why the host dropped the last peer that failed the handshake
         self._poller = None  # waits on the socket for the caller holding the read role
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)

@@ -505,11 +505,9 @@ class Kernel:
         """Write one message on channel index of every client.
 
         Every write of the kernel's threads goes through here under the output
-        lock, and status and introspection replies are flushed after: channels
-        (as of this writing) can leave a message queued until its next
-        heartbeat when two threads write at the same moment, or when a write
-        is left to the IO thread, whose wake-up can get lost. A flush makes
-        the writing thread send what is queued itself.
+        lock, so output and status keep the order in which they were written;
+        status and introspection replies are flushed after, so the writing
+        thread sends them itself rather than leaving them to the IO thread.
         """
         with self.output.lock:
             for link in self.links:
