@@ -125,6 +125,7 @@ class Channels:
         self._foreground_wake_w.setblocking(False)
 
         self._decoder = Decoder()
+        self._recv_view = memoryview(bytearray(RECV_BYTES))  # used by the read role only
         self._reading = False        # someone holds the read role
         self._foreground = False     # a caller waits on the socket itself
         self._io_stepped_aside = False
@@ -537,7 +538,6 @@ class Channels:
                     data = self._recv()
                     self._lock.acquire()
                     locked = True
-                    self._reading = False
                     self._absorb(data)
         finally:
             if not locked:
@@ -554,13 +554,20 @@ class Channels:
             self._reading = True
         data = self._recv()
         with self._lock:
-            self._reading = False
-            self._absorb(data)
+            try:
+                self._absorb(data)
+            finally:
+                self._reading = False
 
     def _recv(self):
-        """What the socket has: bytes (b"" at its end), None for nothing yet, or an OSError."""
+        """What the socket has (holding the read role): a view of the receive buffer
+        (empty at the socket's end), None for nothing yet, or an OSError.
+
+        One buffer is reused for every receive: a fresh 256 KiB bytes object per
+        call would cost an mmap and munmap each time, more than a small round
+        trip's own system calls. The decoder copies payloads out of it."""
         try:
-            return self._sock.recv(RECV_BYTES)
+            return self._recv_view[:self._sock.recv_into(self._recv_view)]
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as error:

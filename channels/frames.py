@@ -136,15 +136,19 @@ class Decoder:
     def feed(self, data):
         """The complete frames in `data` and what came before; keeps the rest.
 
-        Frames are (type, flags, channel, payload) tuples. Raises ProtocolError
-        on a bad header, now and on every later call.
+        `data` is bytes or any bytes-like object (a memoryview of a reused
+        receive buffer, say): it is not kept, every payload is copied out as
+        bytes. Frames are (type, flags, channel, payload) tuples. Raises
+        ProtocolError on a bad header, now and on every later call.
         """
         if self._error is not None:
             raise self._error
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
         frames = []
+        if self._buffer:
+            data = self._finish_frame(memoryview(data), frames)
+            if data is None:
+                return frames
+        copy = not isinstance(data, bytes)  # slices of anything else are copied out
         pos = 0
         size = len(data)
         unpack = HEADER.unpack_from
@@ -158,10 +162,43 @@ class Decoder:
             end = pos + HEADER_SIZE + length
             if end > size:
                 break
-            frames.append((ftype, flags, channel, data[pos + HEADER_SIZE:end]))
+            payload = data[pos + HEADER_SIZE:end]
+            frames.append((ftype, flags, channel, bytes(payload) if copy else payload))
             pos = end
-        self._buffer = bytearray(data[pos:]) if pos < size else bytearray()
+        if pos < size:
+            self._buffer = bytearray(data[pos:])
         return frames
+
+    def _finish_frame(self, view, frames):
+        """Complete the frame begun in an earlier call from the start of view.
+
+        Appends it to frames and returns the rest of view, or returns None when
+        view ends first (it is then all buffered). Only the bytes that frame
+        needs are copied, so a large receive is not copied whole.
+        """
+        buffer = self._buffer
+        if len(buffer) < HEADER_SIZE:
+            take = HEADER_SIZE - len(buffer)
+            buffer += view[:take]
+            view = view[take:]
+            if len(buffer) < HEADER_SIZE:
+                return None
+            self._check(*HEADER.unpack_from(buffer))
+        version, ftype, flags, channel, length = HEADER.unpack_from(buffer)
+        take = HEADER_SIZE + length - len(buffer)
+        buffer += view[:take]
+        if len(buffer) < HEADER_SIZE + length:
+            return None
+        self._buffer = bytearray()
+        frames.append((ftype, flags, channel, bytes(memoryview(buffer)[HEADER_SIZE:])))
+        return view[take:]
+
+    def _check(self, version, ftype, flags, channel, length):
+        """Raise ProtocolError unless the header is valid."""
+        rule = _RULES.get(ftype) if version == VERSION else None
+        if (rule is None or not rule[0] <= length <= rule[1] or flags & ~rule[2]
+                or channel >= (NUM_CHANNELS if rule[3] else 1)):
+            self._reject(version, ftype, flags, channel, length)
 
     def _reject(self, version, ftype, flags, channel, length):
         """Raise the ProtocolError that says what is wrong with a header."""

@@ -191,3 +191,20 @@ def test_handshake_with_a_garbage_proof_rejects_the_peer():
     a = Handshake(b"k", HOST, 1, 70000)
     a.feed(Handshake(b"k", CONNECTOR, 1, 70000).start())
     assert a.feed(b"\0" * 32) == b"\x00" and a.rejected
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_payloads_are_bytes_copied_out_of_a_reused_buffer(kind):
+    # The connection receives into one buffer and feeds views of it: every
+    # payload must survive the buffer being overwritten, split at any point.
+    for split in range(1, len(STREAM)):
+        decoder = Decoder()
+        buffer = bytearray(STREAM)
+        frames = decoder.feed(kind(memoryview(buffer)[:split]))
+        buffer[:split] = b"\xff" * split
+        buffer[split:] = STREAM[split:]
+        frames += decoder.feed(kind(memoryview(buffer)[split:]))
+        buffer[:] = b"\xff" * len(buffer)
+        assert frames == expected_frames()
+        assert all(type(f[3]) is bytes for f in frames)
+        assert not decoder.mid_frame
