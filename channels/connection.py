@@ -38,6 +38,7 @@ from .handshake import CONNECTOR, HOST, Handshake
 
 CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresponsive", "closed"
 _DATA_HEADER = HEADER.pack
+_DATA, _MORE, _TEXT = int(FrameType.DATA), Flags.MORE, Flags.TEXT  # plain ints, per frame
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
@@ -82,6 +83,8 @@ def _is_loopback(address):
 
 class Channels:
     """One end of a connection. See the package docstring and README for the API."""
+
+    _burst_bytes = BURST_BYTES  # for SendingChannel.write()
 
     def __init__(self, key=None, allow_interrupt=False, heartbeat_interval=1.0,
                  dead_timeout=None, max_message_size=DEFAULT_MAX_MESSAGE,
@@ -608,8 +611,8 @@ class Channels:
         receivers, limit = self._receivers, self.max_message_size
         try:
             for ftype, flags, channel, payload in self._decoder.feed(data):
-                if ftype == FrameType.DATA and not flags & Flags.MORE:
-                    receivers[channel]._receive_whole(payload, flags & Flags.TEXT, limit)
+                if ftype == _DATA and not flags & _MORE:
+                    receivers[channel]._receive_whole(payload, flags & _TEXT, limit)
                 else:
                     self._dispatch[ftype](self, flags, channel, payload)
                     if self._state == CLOSED:

@@ -25,6 +25,9 @@ NUM_CHANNELS = 128
 # per 64 KiB, small enough that a message on another channel waits for at most
 # one fragment (about 60 microseconds on loopback).
 MAX_FRAGMENT = 64 * 1024
+# Frames below this size are decoded from a bytes copy of what was received,
+# larger ones are copied out of it one by one.
+SMALL_PAYLOAD = 4096
 # The longest close reason, in bytes of UTF-8.
 MAX_REASON = 1024
 
@@ -151,6 +154,9 @@ class Decoder:
         copy = not isinstance(data, bytes)  # slices of anything else are copied out
         pos = 0
         size = len(data)
+        if copy and size >= HEADER_SIZE and HEADER.unpack_from(data)[4] < SMALL_PAYLOAD:
+            # Small frames: one copy of it all is cheaper than a view per frame.
+            data, copy = bytes(data), False
         unpack = HEADER.unpack_from
         rules = _RULES
         while size - pos >= HEADER_SIZE:

@@ -194,17 +194,20 @@ def test_handshake_with_a_garbage_proof_rejects_the_peer():
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
-def test_payloads_are_bytes_copied_out_of_a_reused_buffer(kind):
+@pytest.mark.parametrize("first", [b"", b"x" * 5000], ids=["small frames", "large first"])
+def test_payloads_are_bytes_copied_out_of_a_reused_buffer(kind, first):
     # The connection receives into one buffer and feeds views of it: every
     # payload must survive the buffer being overwritten, split at any point.
-    for split in range(1, len(STREAM)):
+    stream = encode_message(4, first, text=False)[0] + STREAM if first else STREAM
+    expected = decode(stream)
+    for split in range(1, len(stream), 1 if not first else 7):
         decoder = Decoder()
-        buffer = bytearray(STREAM)
+        buffer = bytearray(stream)
         frames = decoder.feed(kind(memoryview(buffer)[:split]))
         buffer[:split] = b"\xff" * split
-        buffer[split:] = STREAM[split:]
+        buffer[split:] = stream[split:]
         frames += decoder.feed(kind(memoryview(buffer)[split:]))
         buffer[:] = b"\xff" * len(buffer)
-        assert frames == expected_frames()
+        assert frames == expected
         assert all(type(f[3]) is bytes for f in frames)
         assert not decoder.mid_frame
