@@ -92,13 +92,13 @@ class SendingChannel(_FileLike):
             if not data:
                 return 0
             # Bounded memory: past one window of unsent bytes, wait for the peer.
-            while self._queued_bytes >= conn._window:
-                if not conn._sending and conn._sendable():
-                    conn._kick()
-                    if self._queued_bytes < conn._window:
-                        break
-                conn._wait_for_peer(conn._send_progress, 1.0)
-                self._check_writable()
+            if self._queued_bytes >= conn._window:
+                try:
+                    while self._queued_bytes >= conn._window:
+                        conn._send_or_wait(1.0)
+                        self._check_writable()
+                finally:
+                    conn._leave_sending_to_io()
             conn._enqueue(self, data, text)
         return len(message)
 
@@ -115,20 +115,15 @@ class SendingChannel(_FileLike):
         conn = self._connection
         deadline = None if timeout is None else time.monotonic() + timeout
         with conn._lock:
-            while self._items or self in conn._ready_senders or self._batch > conn._batches_sent:
-                conn._check_open()
-                if not conn._sending and conn._sendable():
-                    if _sigint.may_do_io():
-                        before = (conn._batches_sent, conn._unsent)
-                        conn._pump()
-                        if (conn._batches_sent, conn._unsent) != before:
-                            continue  # progress: look again before waiting
-                    else:
-                        conn._wake_io()  # this thread leaves the socket to the IO thread
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError("flush timed out on channel %d" % self.index)
-                conn._wait_for_peer(conn._send_progress, remaining)
+            try:
+                while self._items or self in conn._ready_senders or self._batch > conn._batches_sent:
+                    conn._check_open()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("flush timed out on channel %d" % self.index)
+                    conn._send_or_wait(remaining)
+            finally:
+                conn._leave_sending_to_io()
 
     def close(self):
         """End the channel: the peer reads end-of-channel after the messages sent before."""

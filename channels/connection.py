@@ -143,6 +143,7 @@ class Channels:
         self._handoff_waiters = 0    # threads waiting for the IO thread to read for them
         self._send_waiters = 0       # threads waiting on _send_progress
         self._sending = False        # someone holds the send role
+        self._foreground_sending = False  # a writer waits until the socket takes more
         self._control = deque()      # encoded control frames, sent before data
         self._ready = []             # encoded small messages that had credit, in write order
         self._ready_bytes = 0
@@ -430,7 +431,7 @@ class Channels:
                     return
                 read = not (self._foreground or self._reading)
                 self._io_stepped_aside = not read
-                write = not self._sending and self._sendable()
+                write = not (self._sending or self._foreground_sending) and self._sendable()
                 timeout = self._timers()
                 if write and self._burst_goes_on():
                     write, timeout = False, min(timeout, COALESCE_SECONDS)
@@ -715,6 +716,36 @@ class Channels:
             self._send_waiters -= sending
 
 
+    def _send_or_wait(self, timeout):
+        """Progress for a writer that must wait until queued data goes out (lock held).
+
+        When nobody holds the send role and this thread may do socket IO, it
+        sends itself, and while the socket is full it waits on the socket itself
+        (the IO thread stays off it meanwhile), which saves a thread switch per
+        wait. Else it waits for whoever sends, or for the peer's credit. Returns
+        after one step; the caller looks again. A caller that stops calling
+        must call _leave_sending_to_io().
+        """
+        if self._sending or not self._sendable() or not _sigint.may_do_io():
+            self._wait_for_peer(self._send_progress, timeout)
+            return
+        if self._unsent is not None:  # the socket is full: wait until it takes more
+            self._foreground_sending = True
+            self._lock.release()
+            try:
+                _poll([], [self._sock], timeout)
+            finally:
+                self._lock.acquire()
+                self._foreground_sending = False
+            if self._sending or self._state == CLOSED:
+                return
+        self._pump(wake_when_full=False)
+
+    def _leave_sending_to_io(self):
+        """After _send_or_wait(): have the IO thread send what is left (lock held)."""
+        if not self._sending and self._sendable():
+            self._wake_io()
+
     def _send_now(self, sender, frame):
         """Send one frame at once, the connection being idle (lock held): the latency path."""
         self._sending = True
@@ -809,8 +840,11 @@ class Channels:
         self._batches_taken = number
         return memoryview(b"".join(parts))
 
-    def _pump(self):
-        """Hold the send role and send without blocking until nothing is sendable (lock held)."""
+    def _pump(self, wake_when_full=True):
+        """Hold the send role and send without blocking until nothing is sendable (lock held).
+
+        When the socket is full, the IO thread is woken to wait until it takes
+        more, unless wake_when_full is False (the caller waits itself)."""
         self._sending = True
         progress = False
         try:
@@ -827,7 +861,8 @@ class Channels:
                     if sent is None:
                         break
                     if sent == 0:
-                        self._wake_io()  # it waits until the socket takes more
+                        if wake_when_full:
+                            self._wake_io()  # it waits until the socket takes more
                         break
                     progress = True
                     self._last_sent = time.monotonic()
