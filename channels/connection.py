@@ -47,6 +47,13 @@ COALESCE_SECONDS = 50e-6
 BURST_BYTES = 64 * 1024
 # Bytes handed to one send() call at most; bounds the time the send role is held.
 BATCH_BYTES = 256 * 1024
+# A thread that writes (or grants) sends at most this much itself, so write()
+# returns promptly whatever is queued; the IO thread sends the rest.
+KICK_BYTES = 1024 * 1024
+# Payloads at least this large are handed to sendmsg() as they are, not joined
+# (copied) with the rest of their batch first.
+GATHER_BYTES = 16 * 1024
+_GATHER = hasattr(socket.socket, "sendmsg")
 # Bytes asked of one recv() call.
 RECV_BYTES = 256 * 1024
 # The receive window per channel: how much one channel may have in flight and
@@ -150,7 +157,7 @@ class Channels:
         self._ready_senders = set()
         self._order = []             # heap of (seq, channel) with queued items
         self._seq = itertools.count()
-        self._unsent = None          # memoryview of a batch not yet fully sent
+        self._unsent = None          # buffers of a batch not yet fully sent (a list)
         self._batches_taken = 0      # numbers of the batches taken and fully sent
         self._batches_sent = 0
         self._last_write = 0.0
@@ -758,7 +765,7 @@ class Channels:
                 if sent < len(frame):  # the socket is full: the IO thread sends the rest
                     self._batches_taken += 1
                     sender._batch = self._batches_taken
-                    self._unsent = memoryview(frame)[sent:]
+                    self._unsent = [memoryview(frame)[sent:]]
                     self._wake_io()
         finally:
             self._sending = False
@@ -768,11 +775,13 @@ class Channels:
                 self._wake_io()  # what other threads queued while we were sending
 
     def _kick(self):
-        """Send queued frames now if this thread can, else have the IO thread do it (lock held)."""
+        """Send queued frames now if this thread can, else have the IO thread do it (lock held).
+
+        The calling thread sends at most KICK_BYTES; the IO thread sends the rest."""
         if self._sending or self._sock is None or self._state == CLOSED:
             return
         if _sigint.may_do_io():
-            self._pump()
+            self._pump(limit=KICK_BYTES)
         else:
             self._wake_io()
 
@@ -838,26 +847,46 @@ class Channels:
         if not parts:
             return None
         self._batches_taken = number
-        return memoryview(b"".join(parts))
+        if not _GATHER or size < GATHER_BYTES:
+            return [b"".join(parts)]
+        # Fragments go to sendmsg() as they are: joining them would copy them once more.
+        buffers, run = [], []
+        for part in parts:
+            if len(part) < GATHER_BYTES:
+                run.append(part)
+                continue
+            if run:
+                buffers.append(b"".join(run))
+                run = []
+            buffers.append(part)
+        if run:
+            buffers.append(b"".join(run))
+        return buffers
 
-    def _pump(self, wake_when_full=True):
+    def _pump(self, wake_when_full=True, limit=None):
         """Hold the send role and send without blocking until nothing is sendable (lock held).
 
         When the socket is full, the IO thread is woken to wait until it takes
-        more, unless wake_when_full is False (the caller waits itself)."""
+        more, unless wake_when_full is False (the caller waits itself). After
+        `limit` bytes, if given, the IO thread is woken to send the rest."""
         self._sending = True
         progress = False
+        total = 0
         try:
             while self._sock is not None and self._state != CLOSED:
+                if limit is not None and total >= limit:
+                    if self._unsent is not None or self._control or self._ready or self._order:
+                        self._wake_io()
+                    break
                 if self._unsent is None:
                     if not (self._control or self._ready or self._order):
                         break
                     self._unsent = self._take_batch()
                     if self._unsent is None:
                         break
-                data = self._unsent
+                buffers = self._unsent
                 with _sigint.critical:
-                    sent = self._send_released(data)
+                    sent = self._send_released(buffers if len(buffers) > 1 else buffers[0])
                     if sent is None:
                         break
                     if sent == 0:
@@ -865,24 +894,24 @@ class Channels:
                             self._wake_io()  # it waits until the socket takes more
                         break
                     progress = True
+                    total += sent
                     self._last_sent = time.monotonic()
-                    if sent == len(data):
-                        self._unsent = None
+                    self._unsent = _unsent_part(buffers, sent)
+                    if self._unsent is None:
                         self._batches_sent = self._batches_taken
-                    else:
-                        self._unsent = data[sent:]
         finally:
             self._sending = False
             if progress and self._send_waiters:
                 self._send_progress.notify_all()
 
     def _send_released(self, data):
-        """One non-blocking send() with the lock released (it is held on entry and on
-        return; call it in a critical section): the bytes sent, or None when the
-        connection was lost (it is then marked closed)."""
+        """One non-blocking send() of data (or sendmsg() of a list of buffers) with
+        the lock released (it is held on entry and on return; call it in a
+        critical section): the bytes sent, or None when the connection was lost
+        (it is then marked closed)."""
         self._lock.release()
         try:
-            sent = self._sock.send(data)
+            sent = self._sock.sendmsg(data) if type(data) is list else self._sock.send(data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as error:
@@ -978,6 +1007,15 @@ class Channels:
             except Exception:  # a callback's bug must not kill the IO thread
                 import traceback
                 traceback.print_exc()
+
+
+def _unsent_part(buffers, sent):
+    """What is left of buffers after `sent` bytes of them went out, or None."""
+    for i, buffer in enumerate(buffers):
+        if sent < len(buffer):
+            return [memoryview(buffer)[sent:]] + buffers[i + 1:]
+        sent -= len(buffer)
+    return None
 
 
 class _Poller:
