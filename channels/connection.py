@@ -63,8 +63,9 @@ RECV_BYTES_FIRST = 64 * 1024
 RECV_BYTES = 1024 * 1024
 # The receive window per channel: how much one channel may have in flight and
 # unread, which bounds what a peer can make us hold (128 channels x 8 MiB) and
-# what write() queues before it blocks. Bulk throughput needs it large: 2 MiB
-# gave 0.5-0.9x a plain socket, 8 MiB 0.8-0.9x.
+# what write() queues before it blocks. Bulk throughput needs it large:
+# measured against a plain socket, 2 MiB gave 0.88x, 4 MiB 1.0x (a quarter of
+# the runs below 0.85x), 8 MiB 1.05x (a quarter below 0.9x).
 DEFAULT_WINDOW = 8 * 1024 * 1024
 # The kernel's send buffer (it doubles it). A message on one channel waits
 # behind what the kernel already holds of a bulk transfer on another, so this
