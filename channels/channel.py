@@ -80,11 +80,13 @@ class SendingChannel(_FileLike):
                     and not conn._order):
                 # In a burst (small messages are queued and someone sends them
                 # soon): queue this one behind them. The short path for many prints.
+                # Credit is taken first: a KeyboardInterrupt between two of these
+                # lines may waste credit, never overrun the peer's window.
+                self._credit -= size
                 conn._last_write = _monotonic()
                 conn._ready.append(_header(VERSION, _DATA, text, self.index, size) + data)
                 conn._ready_bytes += size + HEADER_SIZE
                 conn._ready_senders.add(self)
-                self._credit -= size
                 return len(message)
             if size > conn._peer_max_message:
                 raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"

@@ -531,11 +531,13 @@ class Channels:
         """Make the IO thread look at the state again (lock held)."""
         if self._wake_pending or self._state == CLOSED:
             return
-        self._wake_pending = True
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, InterruptedError, OSError):
             pass
+        # Set after the byte is sent: a KeyboardInterrupt in between leaves a
+        # spare wake-up, never a flag that stops every later one.
+        self._wake_pending = True
 
     # -- reading ------------------------------------------------------------
 

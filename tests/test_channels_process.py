@@ -134,3 +134,94 @@ def test_peer_killed_mid_message_ends_the_connection_cleanly(child):
     assert isinstance(host.close_reason, ConnectionClosed)
     with pytest.raises(ConnectionClosed):
         host.get_sending_channel(0).write("anyone?")
+
+
+def _read_line(proc, timeout):
+    """A line of the child's output (an unbuffered pipe), waiting at most timeout seconds."""
+    import selectors
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout), "the child said nothing for %s s" % timeout
+    return proc.stdout.readline().decode().strip()
+
+
+def test_interrupt_of_a_write_waiting_on_a_full_socket_leaves_no_half_frame():
+    # A raw peer that grants a huge window and then reads nothing: the child's
+    # write() soon waits on the full socket itself (not on the IO thread). It is
+    # interrupted until the interrupt lands in that wait; afterwards everything
+    # the child sent must decode into whole messages.
+    import socket
+    from channels.frames import Decoder, Flags, FrameType, encode_frame
+    from channels.handshake import HOST, Handshake
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    code = CHILD_PRELUDE.replace("c.connect(int(sys.argv[1]), timeout=10)",
+                                 "c.connect(int(sys.argv[1]), timeout=10)\nimport traceback")
+    code += textwrap.dedent("""
+        bulk = c.get_sending_channel(1)
+        chunk = b"y" * (1024 * 1024)
+        def wait():
+            while True:
+                bulk.write(chunk)
+        while True:
+            print("writing", flush=True)
+            try:
+                wait()
+            except KeyboardInterrupt:
+                names = [f.name for f in traceback.extract_tb(sys.exc_info()[2])]
+                if "_send_or_wait" in names:
+                    break
+                print("interrupted elsewhere: %s" % names[-1], flush=True)
+        print("interrupted in the wait on the socket", flush=True)
+        out.write("done")
+        c.close()
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(listener.getsockname()[1])],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            bufsize=0)  # unbuffered: _read_line() selects on the pipe itself
+    try:
+        listener.settimeout(T)
+        sock, _ = listener.accept()
+        sock.settimeout(T)
+        handshake = Handshake(KEY, HOST, 2 ** 40, 2 ** 31 - 1)
+        sock.sendall(handshake.start())
+        while not handshake.done:
+            reply = handshake.feed(sock.recv(handshake.needed))
+            if reply:
+                sock.sendall(reply)
+        assert not handshake.rejected
+
+        lines = []
+        while True:
+            line = _read_line(proc, T)
+            lines.append(line)
+            if line == "interrupted in the wait on the socket":
+                break
+            assert line == "writing" or line.startswith("interrupted elsewhere"), lines
+            if line == "writing":
+                sock.sendall(encode_frame(FrameType.INTERRUPT))
+            assert len(lines) < 200, lines
+
+        decoder = Decoder()
+        parts, messages, ended = {0: [], 1: []}, {0: [], 1: []}, False
+        while not ended:
+            data = sock.recv(1 << 20)
+            assert data, "the child closed without saying goodbye"
+            for ftype, flags, channel, payload in decoder.feed(data):
+                if ftype == FrameType.GOAWAY:
+                    ended = True
+                elif ftype == FrameType.DATA:  # fragments of the two channels interleave
+                    parts[channel].append(payload)
+                    if not flags & Flags.MORE:
+                        messages[channel].append(b"".join(parts[channel]))
+                        parts[channel] = []
+        assert parts == {0: [], 1: []}
+        assert messages[0] == [b"done"]
+        assert messages[1] and all(m == b"y" * (1024 * 1024) for m in messages[1])
+        assert proc.wait(T) == 0
+    finally:
+        listener.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=T)
