@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 
-from . import _sigint
 from .errors import MessageTooLarge, ProtocolError
 from .frames import HEADER, HEADER_SIZE, MAX_FRAGMENT, VERSION, Flags, FrameType, encode_window
 

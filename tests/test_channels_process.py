@@ -155,9 +155,8 @@ def test_interrupt_of_a_write_waiting_on_a_full_socket_leaves_no_half_frame():
     from channels.handshake import HOST, Handshake
 
     listener = socket.create_server(("127.0.0.1", 0))
-    code = CHILD_PRELUDE.replace("c.connect(int(sys.argv[1]), timeout=10)",
-                                 "c.connect(int(sys.argv[1]), timeout=10)\nimport traceback")
-    code += textwrap.dedent("""
+    code = CHILD_PRELUDE + textwrap.dedent("""
+        import traceback
         bulk = c.get_sending_channel(1)
         chunk = b"y" * (1024 * 1024)
         def wait():
