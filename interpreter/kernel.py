@@ -239,6 +239,7 @@ class Kernel:
             faulthandler.enable(file=sys.__stderr__)
         except (ImportError, AttributeError, ValueError, OSError):
             pass
+        sys.unraisablehook = _redeliver_interrupts(sys.unraisablehook)
         module = type(sys)("__main__")
         bootstrap = sys.modules.get("_frozen_importlib")
         module.__dict__.update(__builtins__=sys.modules["builtins"], __annotations__={},
@@ -684,6 +685,37 @@ def _in_debugger():
                 return True
         frame = frame.f_back
     return False
+
+
+def _redeliver_interrupts(previous):
+    """An unraisable-exception hook that delivers a lost KeyboardInterrupt again.
+
+    Python ignores an exception raised in __del__, a weakref callback or a
+    garbage collection callback: it only reports it. A SIGINT whose handler
+    runs there (garbage collection in the main thread runs such callbacks at
+    any time, as for the module locks of an import in another thread) would
+    be lost and the run would go on. A new thread signals the main thread
+    again once it gets the interpreter lock, normally after the callback has
+    returned (if not, this repeats). Signalled from here, or from a thread this
+    waits for (as threading.Thread.start does), the handler would run at once,
+    still inside.
+    """
+    import _thread
+    main_ident = threading.main_thread().ident
+
+    def hook(unraisable):
+        if (isinstance(unraisable.exc_value, KeyboardInterrupt)
+                and threading.get_ident() == main_ident):
+            _debug("interrupt raised where Python ignores it (in %r): delivered again",
+                   unraisable.object)
+            try:  # the thread ends once it has signalled
+                _thread.start_new_thread(_interrupt_main, ())
+            except RuntimeError:  # at interpreter shutdown: nothing left to interrupt
+                pass
+        else:
+            previous(unraisable)
+
+    return hook
 
 
 def _interrupt_main():

@@ -556,6 +556,12 @@ INTERRUPTIBLE = {
     "socket": ("import socket\na, b = socket.socketpair()\nprint('started')\n"
                "a.recv(10)", ["a.recv(10)"]),
     "input": ("print('started')\ninput('waiting: ')", ["input('waiting: ')"]),
+    # Python ignores an exception raised in __del__ or a weakref callback (as
+    # when garbage collection in the main thread frees a module lock of an
+    # import in another thread): the kernel delivers the interrupt again after.
+    "finalizer": ("import time\nclass Slow:\n    def __del__(self):\n        print('started')\n"
+                  "        time.sleep(30)\nslow = Slow()\ndel slow\ntime.sleep(30)",
+                  ["del slow", "time.sleep(30)"]),
 }
 
 
@@ -588,7 +594,7 @@ def test_interrupt(kernel, kind):
 
 def test_interrupt_each_python(spawn, python):
     kernel = spawn(python)
-    for kind in ("sleep", "input"):
+    for kind in ("sleep", "input", "finalizer"):
         _interrupt_case(kernel, kind)
 
 
