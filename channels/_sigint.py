@@ -20,9 +20,12 @@ _SIGINT = int(signal.SIGINT)
 class _State:
     depth = 0
     pending = False
+    sent = 0      # signals interrupt_main() sent
+    answered = 0  # the value of sent when the handler last ran
 
 
 def _handler(signum, frame):
+    _State.answered = _State.sent
     if _State.depth:
         _State.pending = True
         return
@@ -61,10 +64,33 @@ def interrupt_main():
     """Raise KeyboardInterrupt in the main thread, waking it from blocking calls."""
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler) and hasattr(signal, "pthread_kill"):
+        _State.sent += 1  # before: a handler that runs at once answers this one
         signal.pthread_kill(_main_ident, signal.SIGINT)
     else:
         import _thread
         _thread.interrupt_main()
+
+
+def unanswered():
+    """Did interrupt_main() send a signal our handler has not seen yet?
+
+    The signal can be lost: one that comes after the main thread released the
+    GIL to enter a blocking call (time.sleep, select) but before the call began
+    only sets Python's flag, and the call waits on (the thread that sends it
+    typically runs just then, as it waited for that GIL). Sending it again
+    interrupts the call. Only our handler can tell; with another one, False.
+    """
+    return _State.answered != _State.sent and _signal.getsignal(_SIGINT) is _handler
+
+
+def send_again():
+    """Signal the main thread again for the interrupt not answered yet."""
+    signal.pthread_kill(_main_ident, signal.SIGINT)
+
+
+def interrupt_taken():
+    """The caller took the pending SIGINT itself (as with sigwait): no need to send again."""
+    _State.answered = _State.sent
 
 
 class _Critical:

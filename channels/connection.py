@@ -79,6 +79,11 @@ SEND_BUFFER = 256 * 1024
 # than this wakes the IO thread when it stops, so a long wait costs nothing.
 STEP_ASIDE_SECONDS = 0.02
 DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
+# An interrupt whose signal the main thread has not answered after this long
+# is sent again, then after twice as long, up to once a second (see
+# _sigint.unanswered: a signal can come too early to stop a blocking call).
+INTERRUPT_AGAIN_SECONDS = 0.02
+INTERRUPT_AGAIN_MAX_SECONDS = 1.0
 # Heartbeats missed before the peer counts as unresponsive.
 MISSED_HEARTBEATS = 3
 HANDSHAKE_TIMEOUT = 5.0
@@ -134,6 +139,8 @@ class Channels:
         self._sock = None
         self._listener = None
         self._io_thread = None
+        self._interrupt_due = None    # when to check that the main thread took the interrupt
+        self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
         self.last_rejected = None    # why the host dropped the last peer that failed the handshake
         self._poller = None  # waits on the socket for the caller holding the read role
         self._wake_r, self._wake_w = socket.socketpair()
@@ -502,6 +509,16 @@ class Channels:
             self._mark_closed(ConnectionClosed("the peer was silent for %.1f s" % silent))
             return 0
         due = [self._last_sent + self._interval]
+        if self._interrupt_due is not None:
+            if not _sigint.unanswered():
+                self._interrupt_due = None
+            else:
+                if now >= self._interrupt_due:
+                    _sigint.send_again()
+                    self._interrupt_delay = min(2 * self._interrupt_delay,
+                                                INTERRUPT_AGAIN_MAX_SECONDS)
+                    self._interrupt_due = now + self._interrupt_delay
+                due.append(self._interrupt_due)
         if self._state == CONNECTED:
             due.append(self._last_heard + limit)
         if self._dead_timeout is not None:
@@ -667,6 +684,10 @@ class Channels:
     def _on_interrupt(self, flags, channel, payload):
         if self._allow_interrupt:
             _sigint.interrupt_main()
+            self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
+            self._interrupt_due = time.monotonic() + self._interrupt_delay
+            if threading.current_thread() is not self._io_thread:
+                self._wake_io()  # to wait no longer than the check
 
     def _on_goaway(self, flags, channel, payload):
         code, reason = decode_goaway(payload)

@@ -40,6 +40,7 @@ import threading
 import time
 
 from channels import ChannelsError
+from channels._sigint import interrupt_taken
 
 from . import protocol
 from ._kernel_console import KernelConsole
@@ -650,6 +651,9 @@ class _InterruptsIgnored:
         if _CAN_BLOCK_SIGNALS:
             pending = signal.SIGINT in signal.sigpending()
             if pending:
+                # First, so that channels sends no other: sigwait lets threads
+                # run, and one sent meanwhile would come after the block.
+                interrupt_taken()
                 signal.sigwait({signal.SIGINT})  # consume it
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         else:

@@ -80,6 +80,33 @@ def test_interrupt_reaches_the_main_thread_in_each_kind_of_wait(child, wait):
     assert proc.wait(T) == 0
 
 
+@pytest.mark.skipif(not hasattr(signal, "sigwait"), reason="needs POSIX signals")
+def test_an_interrupt_whose_signal_was_lost_is_sent_again(child):
+    # A SIGINT that comes just before a blocking call begins (after the main
+    # thread let the GIL go) does not stop the call. Here the child takes the
+    # first signal itself, as if lost that way, and then sleeps: only the
+    # signal sent again can interrupt it.
+    host, proc = child("""
+        import signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        out.write("waiting")
+        out.flush()
+        signal.sigwait({signal.SIGINT})
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            time.sleep(60)
+            out.write("slept")
+        except KeyboardInterrupt:
+            out.write("interrupted")
+        out.flush()
+    """)
+    inbox = host.get_receiving_channel(0)
+    assert inbox.read_one(block=T) == "waiting"
+    host.interrupt()
+    assert inbox.read_one(block=T) == "interrupted", proc.communicate(timeout=T)[0]
+    assert proc.wait(T) == 0
+
+
 def test_interrupts_never_leave_half_a_frame(child):
     host, proc = child("""
         def main():
