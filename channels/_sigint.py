@@ -12,6 +12,7 @@ import signal
 import threading
 
 import _signal  # signal.getsignal() wraps this in an enum lookup, too slow for every frame
+from _thread import get_ident as _get_ident  # called a few times per message
 
 _main_ident = threading.main_thread().ident
 _SIGINT = int(signal.SIGINT)
@@ -57,7 +58,7 @@ def block_in_this_thread():
 
 def may_do_io():
     """True when the calling thread can safely run a critical section itself."""
-    return threading.get_ident() != _main_ident or _signal.getsignal(_SIGINT) is _handler
+    return _get_ident() != _main_ident or _signal.getsignal(_SIGINT) is _handler
 
 
 def interrupt_main():
@@ -103,11 +104,11 @@ class _Critical:
     __slots__ = ()
 
     def __enter__(self):
-        if threading.get_ident() == _main_ident:
+        if _get_ident() == _main_ident:
             _State.depth += 1
 
     def __exit__(self, exc_type, exc, tb):
-        if threading.get_ident() == _main_ident:
+        if _get_ident() == _main_ident:
             _State.depth -= 1
             if _State.depth == 0 and _State.pending:
                 _State.pending = False

@@ -1072,6 +1072,9 @@ class _Poller:
     def wait(self, timeout):
         if self._poll is not None:
             events = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
+            if len(events) == 1 and events[0][0] != self._wake_fd:  # the common case: data
+                self.woken = False
+                return True
             self.woken = any(fd == self._wake_fd for fd, _ in events)
         else:
             ready = select.select([self._sock, self._wake], [], [], timeout)[0]
