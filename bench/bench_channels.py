@@ -232,7 +232,7 @@ def main():
     if "--only" in sys.argv:
         only = sys.argv[sys.argv.index("--only") + 1].split(",")
     runs = 3 if quick else 7
-    rt_count, small_count, megabytes = (2000, 50000, 100) if quick else (5000, 200000, 200)
+    rt_count, small_count, megabytes = (2000, 50000, 100) if quick else (5000, 200000, 1000)
 
     def with_side(cls, mode, function, *args):
         def run():
