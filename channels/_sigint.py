@@ -23,10 +23,17 @@ class _State:
     pending = False
     sent = 0      # signals interrupt_main() sent
     answered = 0  # the value of sent when the handler last ran
+    deliverers = 0  # threads in deliver()
+
+
+_answer = threading.Condition()  # notified when the handler runs, for deliver()
 
 
 def _handler(signum, frame):
     _State.answered = _State.sent
+    if _State.deliverers:
+        with _answer:  # reentrant: a handler run within this one cannot deadlock
+            _answer.notify_all()
     if _State.depth:
         _State.pending = True
         return
@@ -87,6 +94,25 @@ def unanswered():
 def send_again():
     """Signal the main thread again for the interrupt not answered yet."""
     signal.pthread_kill(_main_ident, signal.SIGINT)
+
+
+def deliver(first_wait=0.02, max_wait=1.0, attempts=10):
+    """interrupt_main(), and again while our handler has not run: after
+    first_wait, then twice as long each time up to max_wait, at most attempts
+    times. For a thread that may wait (not the IO thread). False if it never ran.
+    """
+    with _answer:
+        _State.deliverers += 1
+        try:
+            wait = first_wait
+            for _ in range(attempts):
+                interrupt_main()
+                if _answer.wait_for(lambda: not unanswered(), wait):
+                    return True
+                wait = min(2 * wait, max_wait)
+            return False
+        finally:
+            _State.deliverers -= 1
 
 
 def interrupt_taken():

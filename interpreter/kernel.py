@@ -40,7 +40,7 @@ import threading
 import time
 
 from channels import ChannelsError
-from channels._sigint import interrupt_taken
+from channels._sigint import deliver as deliver_interrupt, interrupt_taken
 
 from . import protocol
 from ._kernel_console import KernelConsole
@@ -702,7 +702,9 @@ def _redeliver_interrupts(previous):
     again once it gets the interpreter lock, normally after the callback has
     returned (if not, this repeats). Signalled from here, or from a thread this
     waits for (as threading.Thread.start does), the handler would run at once,
-    still inside.
+    still inside. That signal can come before the handler has a chance to run
+    and just before a blocking call (time.sleep) that it then does not stop:
+    so the thread signals again until the handler ran (channels' deliver()).
     """
     import _thread
     main_ident = threading.main_thread().ident
@@ -712,8 +714,8 @@ def _redeliver_interrupts(previous):
                 and threading.get_ident() == main_ident):
             _debug("interrupt raised where Python ignores it (in %r): delivered again",
                    unraisable.object)
-            try:  # the thread ends once it has signalled
-                _thread.start_new_thread(_interrupt_main, ())
+            try:  # the thread ends once the handler ran, or after a few seconds
+                _thread.start_new_thread(deliver_interrupt, ())
             except RuntimeError:  # at interpreter shutdown: nothing left to interrupt
                 pass
         else:

@@ -107,6 +107,32 @@ def test_an_interrupt_whose_signal_was_lost_is_sent_again(child):
     assert proc.wait(T) == 0
 
 
+@pytest.mark.skipif(not hasattr(signal, "sigwait"), reason="needs POSIX signals")
+def test_deliver_signals_again_until_the_handler_ran():
+    # What the kernel uses to deliver an interrupt again: the main thread takes
+    # the first signal itself, as if lost, then sleeps; the next one stops it.
+    code = textwrap.dedent("""
+        import signal, threading, time
+        from channels import _sigint
+        _sigint.install()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        result = []
+        thread = threading.Thread(target=lambda: result.append(_sigint.deliver()))
+        thread.start()
+        signal.sigwait({signal.SIGINT})
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            time.sleep(60)
+            print("slept")
+        except KeyboardInterrupt:
+            thread.join(10)
+            print("interrupted", result)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=T)
+    assert proc.stdout.decode().strip() == "interrupted [True]"
+
+
 def test_interrupts_never_leave_half_a_frame(child):
     host, proc = child("""
         def main():
