@@ -5,7 +5,7 @@
 Measures start-up to the first ready (reference: `python -c pass`), the round
 trip of running `pass`, the time until the client holds all output of
 `for i in range(100000): print(i)` (reference: a plain subprocess printing the
-same into a pipe), interrupt latency of time.sleep, completion round trips
+same into a pipe), interrupt latency of time.sleep, how soon a kernel's death shows, completion round trips
 idle and while busy, the kernel's CPU while idle, and 50 kernels at once
 (threads in the client, per-kernel `pass` round trip against one kernel).
 Prints medians, the references, and each figure against its target.
@@ -114,6 +114,32 @@ def bench_interrupt(k):
     report("interrupt of time.sleep to ready", statistics.median(times), "ms", 0.05)
 
 
+def bench_death():
+    """From os._exit() in a run, or a SIGKILL, until a pending wait returns and status is dead."""
+    import signal
+    for how in ("os._exit", "SIGKILL"):
+        times = []
+        for _ in range(3 if QUICK else 9):
+            k = Kernel.spawn()
+            try:
+                if how == "SIGKILL":
+                    k.execute("import time; time.sleep(30)")
+                    while k.status != "busy":
+                        pass
+                    t0 = time.perf_counter()
+                    os.kill(k.pid, signal.SIGKILL)
+                else:
+                    t0 = time.perf_counter()
+                    k.execute("import os; os._exit(3)")
+                assert not k.wait_ready(10)
+                times.append(time.perf_counter() - t0)
+                assert k.status == "dead"
+            finally:
+                k.kill()
+                k.close(timeout=1)
+        report("death by %s until shown dead" % how, statistics.median(times), "ms", 1.0)
+
+
 def bench_completion(k):
     k.run("import os")
     idle = median_time(lambda: k.complete("os.pa"), 100 if QUICK else 500)
@@ -214,6 +240,7 @@ def main():
         bench_idle_cpu(k)
     finally:
         k.close()
+    bench_death()
     bench_many(single)
     print("\nsummary")
     for row in rows:
