@@ -756,6 +756,7 @@ class _Collector:
     def __init__(self, channel):
         self.channel = channel
         self.parts = []
+        self.took_sentinel = False
         self.thread = threading.Thread(target=self._run, daemon=True, name="interpreter-collect")
         self.thread.start()
 
@@ -765,6 +766,7 @@ class _Collector:
         while True:
             message = channel.read_one(True)
             if message == SENTINEL:
+                self.took_sentinel = True
                 return
             if message:
                 self.parts.append(_text(message))
@@ -775,6 +777,14 @@ class _Collector:
         """Everything read up to now, once the thread has ended."""
         self.channel.inject(SENTINEL)
         self.thread.join()
+        if not self.took_sentinel:
+            # The thread ended at the end of the channel, before the sentinel
+            # came: take it back out, with what was injected before it.
+            while True:
+                message = self.channel.read_one(False)
+                if not message or message == SENTINEL:
+                    break
+                self.parts.append(_text(message))
         return "".join(self.parts)
 
 

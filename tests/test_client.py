@@ -286,6 +286,17 @@ def test_run_returns_when_the_kernel_dies(k):
     assert r.stdout == "last words\n"
 
 
+def test_long_run_returns_when_the_kernel_dies(k):
+    # Past the moment run() starts threads that keep reading the output: they
+    # see the connection end before run() stops them, and nothing of theirs
+    # may show in the output.
+    r = k.run("import os, time\ntime.sleep(0.2)\nprint('last words', flush=True)\nos._exit(4)",
+              timeout=10)
+    assert r.error == "KernelDied" and r.exit_code == 4
+    assert r.stdout == "last words\n"
+    assert r.stderr == ""
+
+
 def test_exit_code_of_sys_exit(k):
     r = k.run("import sys; sys.exit(7)", timeout=5)
     assert r.error == "SystemExit" and r.exit_code == 7
