@@ -216,8 +216,8 @@ def test_interrupt_of_a_write_waiting_on_a_full_socket_leaves_no_half_frame():
             while True:
                 bulk.write(chunk)
         while True:
-            print("writing", flush=True)
-            try:
+            try:  # an interrupt may come before print() has returned
+                print("writing", flush=True)
                 wait()
             except KeyboardInterrupt:
                 names = [f.name for f in traceback.extract_tb(sys.exc_info()[2])]
