@@ -144,20 +144,15 @@ def bench_completion(k):
     k.run("import os")
     idle = median_time(lambda: k.complete("os.pa"), 100 if QUICK else 500)
     report("completion round trip, idle", idle, "ms", 2e-3)
-    k.execute("import time; time.sleep(30)")
-    time.sleep(0.05)
-    busy = median_time(lambda: k.complete("os.pa"), 100 if QUICK else 500)
-    k.interrupt()
-    k.wait_ready(5)
-    k.stderr.read(False)
-    report("completion round trip, busy in time.sleep", busy, "ms", 2e-3)
-    k.execute("x = 0\nwhile True: x += 1")
-    time.sleep(0.05)
-    busy = median_time(lambda: k.complete("os.pa"), 100 if QUICK else 500)
-    k.interrupt()
-    k.wait_ready(5)
-    k.stderr.read(False)
-    report("completion round trip, busy in a Python loop", busy, "ms")
+    for what, source, target in (("time.sleep", "import time; time.sleep(30)", 2e-3),
+                                 ("a Python loop", "x = 0\nwhile True: x += 1", None)):
+        k.execute(source)
+        time.sleep(0.05)
+        busy = median_time(lambda: k.complete("os.pa"), 100 if QUICK else 500)
+        k.interrupt()
+        k.wait_ready(5)
+        k.stderr.read(False)
+        report("completion round trip, busy in %s" % what, busy, "ms", target)
 
 
 def cpu_seconds(pid):
