@@ -169,25 +169,33 @@ def idle_cpu(side, seconds):
     return 100.0 * used / seconds
 
 
-def round_trip_during_bulk(count):
-    """Median seconds of a round trip on channel 0 while this side streams bulk on channel 1."""
-    side = Chan("bulk+echo")
+def start_streaming(write):
+    """A thread that writes 1 MB messages until the returned function is called."""
     stop = threading.Event()
-    bulk_out = side.c.get_sending_channel(1)
     chunk = os.urandom(1024 * 1024)
 
     def stream():
         while not stop.is_set():
-            bulk_out.write(chunk)
+            write(chunk)
 
     streamer = threading.Thread(target=stream)
     streamer.start()
     time.sleep(0.2)  # let the stream get going
+
+    def stop_streaming():
+        stop.set()
+        streamer.join(10)
+    return stop_streaming
+
+
+def round_trip_during_bulk(count):
+    """Median seconds of a round trip on channel 0 while this side streams bulk on channel 1."""
+    side = Chan("bulk+echo")
+    stop_streaming = start_streaming(side.c.get_sending_channel(1).write)
     try:
         return round_trip(side, count)
     finally:
-        stop.set()
-        streamer.join(10)
+        stop_streaming()
         side.close()
 
 
@@ -195,21 +203,11 @@ def plain_round_trip_during_bulk(count):
     """The same with two plain sockets: one streams, the other does round trips."""
     streaming = Plain("sink")
     echo = Plain("echo")
-    stop = threading.Event()
-    chunk = os.urandom(1024 * 1024)
-
-    def stream():
-        while not stop.is_set():
-            streaming.write(chunk)
-
-    streamer = threading.Thread(target=stream)
-    streamer.start()
-    time.sleep(0.2)
+    stop_streaming = start_streaming(streaming.write)
     try:
         return round_trip(echo, count)
     finally:
-        stop.set()
-        streamer.join(10)
+        stop_streaming()
         streaming.write(b"done?")
         streaming.read()
         streaming.close()
