@@ -15,7 +15,7 @@ themselves when they can, because waking a thread costs 50-100 us here:
   queued first.
 
 Every socket operation and the bookkeeping after it runs in a critical
-section (see _sigint), so a KeyboardInterrupt never leaves half a frame.
+section (see interrupts), so a KeyboardInterrupt never leaves half a frame.
 All state is guarded by one lock; each receiving channel has a condition on it.
 """
 
@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 
-from . import _sigint
+from . import interrupts
 from .channel import ReceivingChannel, SendingChannel
 from .errors import AuthenticationError, ChannelsError, ConnectionClosed, ProtocolError
 from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, VERSION, CloseCode, Decoder, Flags, FrameType,
@@ -81,7 +81,7 @@ STEP_ASIDE_SECONDS = 0.02
 DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 # An interrupt whose signal the main thread has not answered after this long
 # is sent again, then after twice as long, up to once a second (see
-# _sigint.unanswered: a signal can come too early to stop a blocking call).
+# interrupts.unanswered: a signal can come too early to stop a blocking call).
 INTERRUPT_AGAIN_SECONDS = 0.02
 INTERRUPT_AGAIN_MAX_SECONDS = 1.0
 # Heartbeats missed before the peer counts as unresponsive.
@@ -180,7 +180,7 @@ class Channels:
 
         self._senders = [SendingChannel(self, i) for i in range(NUM_CHANNELS)]
         self._receivers = [ReceivingChannel(self, i, window) for i in range(NUM_CHANNELS)]
-        _sigint.install()
+        interrupts.install()
 
     # -- public API ---------------------------------------------------------
 
@@ -385,7 +385,7 @@ class Channels:
     # -- the IO thread ------------------------------------------------------
 
     def _accept_then_run(self):
-        _sigint.block_in_this_thread()
+        interrupts.block_in_this_thread()
         listener = self._listener
         try:
             while True:
@@ -417,7 +417,7 @@ class Channels:
         self._run(sock, handshake)
 
     def _run(self, sock, handshake):
-        _sigint.block_in_this_thread()
+        interrupts.block_in_this_thread()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -510,11 +510,11 @@ class Channels:
             return 0
         due = [self._last_sent + self._interval]
         if self._interrupt_due is not None:
-            if not _sigint.unanswered():
+            if not interrupts.unanswered():
                 self._interrupt_due = None
             else:
                 if now >= self._interrupt_due:
-                    _sigint.send_again()
+                    interrupts.send_again()
                     self._interrupt_delay = min(2 * self._interrupt_delay,
                                                 INTERRUPT_AGAIN_MAX_SECONDS)
                     self._interrupt_due = now + self._interrupt_delay
@@ -561,7 +561,7 @@ class Channels:
     def _can_read_here(self):
         """May the calling thread, waiting for a message, read the socket itself? (lock held)"""
         return (self._sock is not None and self._state in (CONNECTED, UNRESPONSIVE)
-                and not self._foreground and not self._reading and _sigint.may_do_io())
+                and not self._foreground and not self._reading and interrupts.may_do_io())
 
     def _read_in_foreground(self, timeout):
         """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
@@ -579,7 +579,7 @@ class Channels:
             # After a receive that filled the buffer more is most likely waiting:
             # read again without asking poll() first.
             if self._recv_filled or (poller.wait(timeout) and not poller.woken):
-                with _sigint.critical:
+                with interrupts.critical:
                     data = self._recv()
                     self._lock.acquire()
                     locked = True
@@ -683,7 +683,7 @@ class Channels:
 
     def _on_interrupt(self, flags, channel, payload):
         if self._allow_interrupt:
-            _sigint.interrupt_main()
+            interrupts.interrupt_main()
             self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
             self._interrupt_due = time.monotonic() + self._interrupt_delay
             if threading.current_thread() is not self._io_thread:
@@ -720,7 +720,7 @@ class Channels:
             frame = _DATA_HEADER(VERSION, 0, Flags.TEXT if text else 0, sender.index, size) + data
             sender._credit -= size
             if (not burst and not self._sending and not self._ready and not self._control
-                    and self._unsent is None and self._sock is not None and _sigint.may_do_io()):
+                    and self._unsent is None and self._sock is not None and interrupts.may_do_io()):
                 self._send_now(sender, frame)
                 return
             self._ready.append(frame)
@@ -737,7 +737,7 @@ class Channels:
             pass  # the sender takes it in its next batch
         elif not burst:
             self._kick()
-        elif self._ready_bytes >= BURST_BYTES and _sigint.may_do_io():
+        elif self._ready_bytes >= BURST_BYTES and interrupts.may_do_io():
             self._pump()
         elif not self._wake_pending:
             self._wake_io()
@@ -766,7 +766,7 @@ class Channels:
         after one step; the caller looks again. A caller that stops calling
         must call _leave_sending_to_io().
         """
-        if self._sending or not self._sendable() or not _sigint.may_do_io():
+        if self._sending or not self._sendable() or not interrupts.may_do_io():
             self._wait_for_peer(self._send_progress, timeout)
             return
         if self._unsent is not None:  # the socket is full: wait until it takes more
@@ -790,7 +790,7 @@ class Channels:
         """Send one frame at once, the connection being idle (lock held): the latency path."""
         self._sending = True
         try:
-            with _sigint.critical:
+            with interrupts.critical:
                 sent = self._send_released(frame)
                 if sent is None:
                     return
@@ -813,7 +813,7 @@ class Channels:
         The calling thread sends at most KICK_BYTES; the IO thread sends the rest."""
         if self._sending or self._sock is None or self._state == CLOSED:
             return
-        if _sigint.may_do_io():
+        if interrupts.may_do_io():
             self._pump(limit=KICK_BYTES)
         else:
             self._wake_io()
@@ -918,7 +918,7 @@ class Channels:
                     if self._unsent is None:
                         break
                 buffers = self._unsent
-                with _sigint.critical:
+                with interrupts.critical:
                     sent = self._send_released(buffers if len(buffers) > 1 else buffers[0])
                     if sent is None:
                         break
@@ -960,7 +960,7 @@ class Channels:
         """Wait until everything queued is handed to the OS (lock held); False on timeout."""
         while self._state != CLOSED and (self._control or self._ready or self._unsent is not None
                                          or self._order):
-            if not self._sending and self._sendable() and _sigint.may_do_io():
+            if not self._sending and self._sendable() and interrupts.may_do_io():
                 self._pump()
                 continue
             if not self._sendable() and not self._sending:

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 
-from channels import Channels, ChannelsError
+from channels import Channels, ChannelsError, interrupts
 
 from . import protocol
 from .protocol import FromKernel, ToKernel
@@ -743,13 +743,6 @@ class _Pump:
                 self.cond.notify_all()
 
 
-def block_sigint_in_this_thread():
-    """Keep Ctrl-C's SIGINT off a background thread, so the OS delivers it to the
-    main thread (where Python runs handlers and wakes a blocked select or input())."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
 class _Collector:
     """A thread that keeps reading an output channel during a long run()."""
 
@@ -761,7 +754,7 @@ class _Collector:
         self.thread.start()
 
     def _run(self):
-        block_sigint_in_this_thread()
+        interrupts.block_in_this_thread()
         channel = self.channel
         while True:
             message = channel.read_one(True)
@@ -869,7 +862,7 @@ class _Drainer:
             pass
 
     def _run(self):
-        block_sigint_in_this_thread()
+        interrupts.block_in_this_thread()
         while True:
             try:
                 events = self.selector.select(0.1 if self.polled else None)

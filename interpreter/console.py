@@ -21,9 +21,11 @@ import signal
 import sys
 import threading
 
+from channels import interrupts
+
 from . import protocol
 from .cells import split_cells
-from .client import DEAD, SENTINEL, Kernel, KernelError, block_sigint_in_this_thread
+from .client import DEAD, SENTINEL, Kernel, KernelError
 
 __all__ = ["Console", "main"]
 
@@ -195,7 +197,7 @@ class Console:
 
     def _print_stream(self, name, stream):
         """A printer thread: write one output channel of the kernel to stream."""
-        block_sigint_in_this_thread()
+        interrupts.block_in_this_thread()
         while True:
             channel = getattr(self.kernel, name)   # a restart brings a new one
             message = channel.read_one(True)

@@ -40,7 +40,7 @@ import threading
 import time
 
 from channels import ChannelsError
-from channels._sigint import deliver as deliver_interrupt, interrupt_taken
+from channels import interrupts
 
 from . import protocol
 from ._kernel_console import KernelConsole
@@ -192,7 +192,7 @@ class Kernel:
 
     def run(self):
         """Install the kernel in this process and serve; returns the exit code."""
-        with _InterruptsIgnored():  # an interrupt during start-up has nothing to stop
+        with interrupts.ignored():  # an interrupt during start-up has nothing to stop
             self._install()
             for link in self.links:
                 link.channels.add_close_callback(self._connection_closed)
@@ -207,7 +207,7 @@ class Kernel:
                     path, startup = startup, None  # once, even when interrupted
                     self._run_startup(path)
                 if not started:
-                    with _InterruptsIgnored():
+                    with interrupts.ignored():
                         self._send_ready()
                         # After the first ready: their imports must not delay start-up.
                         for link in self.links:
@@ -240,7 +240,7 @@ class Kernel:
             faulthandler.enable(file=sys.__stderr__)
         except (ImportError, AttributeError, ValueError, OSError):
             pass
-        sys.unraisablehook = _redeliver_interrupts(sys.unraisablehook)
+        sys.unraisablehook = interrupts.redeliver_swallowed(sys.unraisablehook, _debug)
         module = type(sys)("__main__")
         bootstrap = sys.modules.get("_frozen_importlib")
         module.__dict__.update(__builtins__=sys.modules["builtins"], __annotations__={},
@@ -480,7 +480,7 @@ class Kernel:
         prompt = sys.ps2 if self._more else sys.ps1
         # An interrupt that comes meanwhile is raised after: one raised by the
         # write itself must not make the loop send this ready twice.
-        with _InterruptsIgnored(defer=True):
+        with interrupts.ignored(defer=True):
             self._write_status({"status": protocol.READY, "prompt": str(prompt),
                                 "count": self.count, "id": self.run_id,
                                 "error": self.console.error})
@@ -585,7 +585,7 @@ class Kernel:
         timer.daemon = True
         timer.start()
         if self._running:
-            _interrupt_main()
+            interrupts.interrupt_main()
 
     def _exit_code(self, error):
         """The exit status for SystemExit like Python's: a non-int code is printed."""
@@ -603,7 +603,7 @@ class Kernel:
     def _finish(self, code):
         """Deliver the last output and the exit status, close the connection; returns the code."""
         self._closing = True
-        _InterruptsIgnored().__enter__()  # for good: nothing is left to interrupt
+        interrupts.ignored().__enter__()  # for good: nothing is left to interrupt
         if code is None or self.lost:
             code = CONNECTION_LOST_EXIT_CODE
         else:
@@ -622,60 +622,6 @@ class Kernel:
         return code
 
 
-class _InterruptsIgnored:
-    """Context manager: SIGINT in the main thread waits until the block ends.
-
-    Then it is dropped, or with defer=True raised as KeyboardInterrupt (unless
-    an exception is on its way out already). Nested blocks leave that to the
-    outermost. On POSIX the main thread blocks SIGINT meanwhile, so channels'
-    own SIGINT handler stays installed (with another handler channels leaves
-    socket IO to its IO thread, which is slower).
-    """
-
-    def __init__(self, defer=False):
-        self._defer = defer
-
-    def __enter__(self):
-        if _CAN_BLOCK_SIGNALS:
-            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            self._outermost = signal.SIGINT not in before
-        else:
-            self._saved = signal.getsignal(signal.SIGINT)
-            self._outermost = self._saved is not _ignore_interrupt
-            _Ignored.pending = False
-            signal.signal(signal.SIGINT, _ignore_interrupt)
-
-    def __exit__(self, exc_type, exc, tb):
-        if not self._outermost:  # nested: the outer one decides
-            return
-        if _CAN_BLOCK_SIGNALS:
-            pending = signal.SIGINT in signal.sigpending()
-            if pending:
-                # First, so that channels sends no other: sigwait lets threads
-                # run, and one sent meanwhile would come after the block.
-                interrupt_taken()
-                signal.sigwait({signal.SIGINT})  # consume it
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        else:
-            signal.signal(signal.SIGINT, self._saved)
-            pending = _Ignored.pending
-        if pending:
-            _debug("interrupt %s", "deferred" if self._defer else "ignored")
-            if self._defer and exc_type is None:
-                raise KeyboardInterrupt
-
-
-class _Ignored:
-    pending = False  # an interrupt came while ignored (where SIGINT cannot be blocked)
-
-
-_CAN_BLOCK_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
-
-
-def _ignore_interrupt(signum, frame):
-    _Ignored.pending = True
-
-
 def _in_debugger():
     """Is a pdb/bdb debugger on the calling thread's stack (at its prompt)?"""
     bdb = sys.modules.get("bdb")
@@ -689,48 +635,6 @@ def _in_debugger():
                 return True
         frame = frame.f_back
     return False
-
-
-def _redeliver_interrupts(previous):
-    """An unraisable-exception hook that delivers a lost KeyboardInterrupt again.
-
-    Python ignores an exception raised in __del__, a weakref callback or a
-    garbage collection callback: it only reports it. A SIGINT whose handler
-    runs there (garbage collection in the main thread runs such callbacks at
-    any time, as for the module locks of an import in another thread) would
-    be lost and the run would go on. A new thread signals the main thread
-    again once it gets the interpreter lock, normally after the callback has
-    returned (if not, this repeats). Signalled from here, or from a thread this
-    waits for (as threading.Thread.start does), the handler would run at once,
-    still inside. That signal can come before the handler has a chance to run
-    and just before a blocking call (time.sleep) that it then does not stop:
-    so the thread signals again until the handler ran (channels' deliver()).
-    """
-    import _thread
-    main_ident = threading.main_thread().ident
-
-    def hook(unraisable):
-        if (isinstance(unraisable.exc_value, KeyboardInterrupt)
-                and threading.get_ident() == main_ident):
-            _debug("interrupt raised where Python ignores it (in %r): delivered again",
-                   unraisable.object)
-            try:  # the thread ends once the handler ran, or after a few seconds
-                _thread.start_new_thread(deliver_interrupt, ())
-            except RuntimeError:  # at interpreter shutdown: nothing left to interrupt
-                pass
-        else:
-            previous(unraisable)
-
-    return hook
-
-
-def _interrupt_main():
-    """Raise KeyboardInterrupt in the main thread, waking it from blocking calls."""
-    if hasattr(signal, "pthread_kill"):
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-    else:
-        import _thread
-        _thread.interrupt_main()
 
 
 def main(argv=None):

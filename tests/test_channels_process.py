@@ -113,11 +113,11 @@ def test_deliver_signals_again_until_the_handler_ran():
     # the first signal itself, as if lost, then sleeps; the next one stops it.
     code = textwrap.dedent("""
         import signal, threading, time
-        from channels import _sigint
-        _sigint.install()
+        from channels import interrupts
+        interrupts.install()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         result = []
-        thread = threading.Thread(target=lambda: result.append(_sigint.deliver()))
+        thread = threading.Thread(target=lambda: result.append(interrupts.deliver()))
         thread.start()
         signal.sigwait({signal.SIGINT})
         try:

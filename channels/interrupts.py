@@ -1,6 +1,11 @@
-"""Keep KeyboardInterrupt out of the middle of a frame.
+"""Interrupts: SIGINT to the main thread, kept out of critical sections.
 
-A thread that sends or receives on the socket must not be stopped half-way: a
+Both processes use this module: the connection (a KeyboardInterrupt must never
+leave half a frame), the kernel (no interrupt while it reports status or
+starts up; an interrupt that Python swallowed is delivered again) and the
+client (its background threads block SIGINT so Ctrl-C reaches the main thread).
+
+Keep KeyboardInterrupt out of the middle of a frame. A thread that sends or receives on the socket must not be stopped half-way: a
 half-written frame would corrupt the stream, a half-dispatched batch would lose
 messages. Only the main thread ever gets KeyboardInterrupt from SIGINT, so
 there we install a handler that, inside a critical section, only records the
@@ -9,6 +14,7 @@ interrupt and raises it when the section ends. When someone else owns SIGINT
 """
 
 import signal
+import sys
 import threading
 
 import _signal  # signal.getsignal() wraps this in an enum lookup, too slow for every frame
@@ -143,3 +149,93 @@ class _Critical:
 
 
 critical = _Critical()
+
+
+_CAN_BLOCK_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
+
+
+class ignored:
+    """Context manager: SIGINT in the main thread waits until the block ends.
+
+    Then it is dropped, or with defer=True raised as KeyboardInterrupt (unless
+    an exception is on its way out already). Nested blocks leave that to the
+    outermost. On POSIX the main thread blocks SIGINT meanwhile, so the
+    connection's own SIGINT handler stays installed (with another handler the
+    connection leaves socket IO to its IO thread, which is slower).
+    For the main thread only.
+    """
+
+    def __init__(self, defer=False):
+        self._defer = defer
+
+    def __enter__(self):
+        if _CAN_BLOCK_SIGNALS:
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            self._outermost = signal.SIGINT not in before
+        else:
+            self._saved = signal.getsignal(signal.SIGINT)
+            self._outermost = self._saved is not _note_ignored
+            _Ignored.pending = False
+            signal.signal(signal.SIGINT, _note_ignored)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self._outermost:  # nested: the outer one decides
+            return
+        if _CAN_BLOCK_SIGNALS:
+            pending = signal.SIGINT in signal.sigpending()
+            if pending:
+                # First, so that no other is sent: sigwait lets threads run,
+                # and one sent meanwhile would come after the block.
+                interrupt_taken()
+                signal.sigwait({signal.SIGINT})  # consume it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        else:
+            signal.signal(signal.SIGINT, self._saved)
+            pending = _Ignored.pending
+        if pending and self._defer and exc_type is None:
+            raise KeyboardInterrupt
+
+
+class _Ignored:
+    pending = False  # an interrupt came while ignored (where SIGINT cannot be blocked)
+
+
+def _note_ignored(signum, frame):
+    _Ignored.pending = True
+
+
+def redeliver_swallowed(previous=None, debug=None):
+    """An unraisable-exception hook (for sys.unraisablehook) that delivers a
+    KeyboardInterrupt again which Python swallowed; other reports go to previous.
+
+    Python ignores an exception raised in __del__, a weakref callback or a
+    garbage collection callback: it only reports it. A SIGINT whose handler
+    runs there (garbage collection in the main thread runs such callbacks at
+    any time, as for the module locks of an import in another thread) would
+    be lost and the run would go on. A new thread signals the main thread
+    again once it gets the interpreter lock, normally after the callback has
+    returned (if not, this repeats). Signalled from here, or from a thread this
+    waits for (as threading.Thread.start does), the handler would run at once,
+    still inside. That signal can come before the handler has a chance to run
+    and just before a blocking call (time.sleep) that it then does not stop:
+    so the thread signals again until the handler ran (deliver()).
+    debug, if given, is called as debug(format, *args) when one is delivered again.
+    """
+    import _thread
+    previous = previous or sys.__unraisablehook__
+
+    def hook(unraisable):
+        if (isinstance(unraisable.exc_value, KeyboardInterrupt)
+                and _get_ident() == _main_ident):
+            if debug is not None:
+                debug("interrupt raised where Python ignores it (in %r): delivered again",
+                      unraisable.object)
+            try:  # the thread ends once the handler ran, or after a few seconds
+                _thread.start_new_thread(deliver, ())
+            except RuntimeError:  # at interpreter shutdown: nothing left to interrupt
+                pass
+        else:
+            previous(unraisable)
+
+    return hook
