@@ -81,6 +81,63 @@ def busy(count, ident):
     return {"status": "busy", "count": count, "id": ident}
 
 
+def test_the_worked_example_session(python):
+    """The session of docs/protocol.md, "A worked example session", frame by frame."""
+    key = os.urandom(32)
+    kernel = wire.KernelProcess(python, key)
+    try:
+        sock = kernel.accept()
+        try:
+            hello, verdict = wire.handshake(sock, key)
+            assert hello["proof_held"] and verdict == 1
+            client = wire.WireClient(kernel, sock, hello)
+            # Raw frames: the first status, then one execute and its answer.
+            first = b'{"status":"ready","prompt":">>> ","count":0,"id":null,"error":null}'
+            client.wait(lambda: len(client.buffer) >= 8 + len(first) or client.messages,
+                        what="the first status")
+            assert client.messages[STATUS].popleft().encode() == first
+            request = b'{"type":"execute","id":1,"source":"6*7","filename":null,"lineno":1}'
+            client.send_raw(bytes.fromhex("01 00 01 01 00 00 00 43") + request)
+            assert client.next_message(STATUS) == '{"status":"busy","count":1,"id":1}'
+            assert client.next_message(STATUS) == ('{"status":"ready","prompt":">>> ","count":1,'
+                                                   '"id":1,"error":null}')
+            assert client.text(STDOUT) == "42\n"
+            assert [f[:3] for f in client.data_frames] == [
+                (STATUS, wire.TEXT, 0x43), (STATUS, wire.TEXT, 0x22), (STDOUT, wire.TEXT, 3),
+                (STATUS, wire.TEXT, 0x40)]
+            client.send_json(CONTROL, {"type": "execute", "id": "b", "source":
+                                       "name = input('Name? ')\nprint('hi', name)",
+                                       "filename": "/home/u/a.py", "lineno": 3})
+            assert client.statuses_until(lambda s: s["status"] == "input") == [
+                busy(2, "b"), {"status": "input", "prompt": "Name? ", "password": False}]
+            assert client.text(STDOUT) == "Name? "
+            client.send_message(STDIN, "Bob")
+            assert client.statuses_until(lambda s: s["status"] == "ready") == [
+                busy(2, "b"), ready(2, "b")]
+            assert client.text(STDOUT) == "hi Bob\n"
+            client.send_json(INTROSPECT, {"type": "complete", "id": 7, "code": "pri", "cursor": 3})
+            assert client.next_message(REPLIES) == '{"id":7,"result":["print"]}'
+            client.send_json(CONTROL, {"type": "execute", "id": 3, "filename": None, "lineno": 1,
+                                       "source": "import time; time.sleep(30)"})
+            assert client.next_status() == busy(3, 3)
+            client.send_raw(bytes.fromhex("01 05 00 00 00 00 00 00"))
+            assert client.next_status() == ready(3, 3, "KeyboardInterrupt")
+            stderr = client.text(STDERR)
+            # A traceback, or only the last line when the interrupt came before the code began.
+            assert (stderr.startswith('Traceback (most recent call last):\n  File "<block-3>", line 1')
+                    or stderr == "KeyboardInterrupt\n")
+            assert stderr.endswith("KeyboardInterrupt\n")
+            client.send_raw(bytes.fromhex("01 01 00 00 00 00 00 00"))
+            assert client.next_status() == {"status": "exit", "exit_code": 0}
+            client.wait(lambda: client.closed, what="the socket to close")
+            assert client.goaway == (0, "its close() was called")
+            assert kernel.wait() == 0
+        finally:
+            sock.close()
+    finally:
+        kernel.kill()
+
+
 # -- handshake ---------------------------------------------------------------
 
 def test_handshake_hello_and_first_ready(python):
