@@ -8,6 +8,7 @@ when not installed in ~/.pyenv). Every wait has a timeout, and every kernel
 process group is killed in teardown.
 """
 
+import ast
 import glob
 import json
 import os
@@ -81,6 +82,21 @@ def busy(count, ident):
     return {"status": "busy", "count": count, "id": ident}
 
 
+def test_the_client_knows_only_the_document():
+    """wire_client.py imports the standard library only: nothing of channels or interpreter."""
+    with open(wire.__file__, encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or ".").split(".")[0])
+    allowed = {"hashlib", "hmac", "json", "os", "select", "selectors", "socket", "struct",
+               "subprocess", "time"}
+    assert imported <= allowed, imported - allowed
+
+
 def test_the_worked_example_session(python):
     """The session of docs/protocol.md, "A worked example session", frame by frame."""
     key = os.urandom(32)
@@ -95,7 +111,7 @@ def test_the_worked_example_session(python):
             first = b'{"status":"ready","prompt":">>> ","count":0,"id":null,"error":null}'
             client.wait(lambda: len(client.buffer) >= 8 + len(first) or client.messages,
                         what="the first status")
-            assert client.messages[STATUS].popleft().encode() == first
+            assert client.messages[STATUS].pop(0).encode() == first
             request = b'{"type":"execute","id":1,"source":"6*7","filename":null,"lineno":1}'
             client.send_raw(bytes.fromhex("01 00 01 01 00 00 00 43") + request)
             assert client.next_message(STATUS) == '{"status":"busy","count":1,"id":1}'
@@ -182,6 +198,15 @@ def test_wrong_key_gets_no_frame(python):
             sock.close()
         assert kernel.wait() == 2
         assert b"does not know the key" in kernel.proc.stderr.read()
+    finally:
+        kernel.kill()
+
+
+def test_no_key_exits_with_code_2(python):
+    kernel = wire.KernelProcess(python, b"")      # INTERPRETER_KEY="" is no key
+    try:
+        assert kernel.wait() == 2
+        assert b"no key" in kernel.proc.stderr.read()
     finally:
         kernel.kill()
 

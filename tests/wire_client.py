@@ -19,7 +19,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections import deque
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,7 +179,7 @@ class WireClient:
         self.peer_max_message = hello["max_message"]
         self.buffer = bytearray()
         self.parts = {}                      # channel -> (flags of first fragment, [payloads])
-        self.messages = {}                   # channel -> deque of str/bytes
+        self.messages = {}                   # channel -> list of str/bytes
         self.granted = {}                    # channel -> bytes we let the kernel send in all
         self.received = {}                   # channel -> DATA payload bytes received
         self.consumed = {}                   # channel -> bytes consumed since our last WINDOW
@@ -336,7 +335,7 @@ class WireClient:
         del self.parts[channel]
         data = b"".join(parts)
         message = data.decode("utf-8") if first_flags & TEXT else data
-        self.messages.setdefault(channel, deque()).append(message)
+        self.messages.setdefault(channel, []).append(message)
 
     def grant(self, channel, at_least=None):
         """Send a WINDOW for what was consumed, once it reaches half the window."""
@@ -360,9 +359,8 @@ class WireClient:
 
     def take(self, channel):
         """All messages received on channel so far (removed)."""
-        queue = self.messages.get(channel, deque())
-        items = list(queue)
-        queue.clear()
+        items = self.messages.get(channel, [])
+        self.messages[channel] = []
         return items
 
     def text(self, channel):
@@ -370,7 +368,7 @@ class WireClient:
 
     def next_message(self, channel, timeout=TIMEOUT):
         self.wait(lambda: self.messages.get(channel), timeout, "a message on channel %d" % channel)
-        return self.messages[channel].popleft()
+        return self.messages[channel].pop(0)
 
     def next_status(self, timeout=TIMEOUT):
         return json.loads(self.next_message(STATUS, timeout))
