@@ -452,6 +452,16 @@ def test_exit_codes(session, source, code):
     assert kernel.wait() == code
 
 
+def test_a_bad_frame_closes_the_connection(session):
+    kernel, client = session
+    client.send_raw(bytes.fromhex("02 00 00 00 00 00 00 00"))   # frame version 2
+    client.wait(lambda: client.closed, what="the socket to close")
+    # The GOAWAY is best effort; when it comes, it says why.
+    assert client.goaway is None or client.goaway[0] == 1 and "version 2" in client.goaway[1]
+    assert client.take(STATUS) == []
+    assert kernel.wait() == 1
+
+
 def test_goaway_from_the_client_is_a_lost_connection(session):
     kernel, client = session
     client.send_json(CONTROL, {"type": "execute", "id": 1, "source": "import time; time.sleep(30)"})
