@@ -410,13 +410,11 @@ def test_c_level_output_goes_to_the_process_pipes(session):
 def test_introspection_answered_while_stdout_stalled(session):
     _, client = session
     client.hold.add(STDOUT)
-    # One write of 20 MB: the kernel sends "start" and then the output, holding its
-    # output lock from before "start" until the client grants credit on STDOUT.
-    client.send_json(CONTROL, {"type": "execute", "id": 1, "source":
-                               "import sys\nsys.stderr.write('start\\n'); "
-                               "sys.stdout.write('x' * 20000000)"})
-    client.wait(lambda: client.messages.get(STDERR), what="the run to start writing")
-    assert client.text(STDERR) == "start\n"
+    # One write of 20 MB: the kernel holds its output lock from the start of that
+    # write until all of it is queued, which takes more credit than one window.
+    client.send_json(CONTROL, {"type": "execute", "id": 1,
+                               "source": "import sys; sys.stdout.write('x' * 20000000)"})
+    client.wait(lambda: client.messages.get(STDOUT), what="the run to start writing")
     client.send_json(INTROSPECT, {"type": "complete", "id": 2, "code": "pri"})
     try:
         reply = client.next_message(REPLIES, timeout=1)
