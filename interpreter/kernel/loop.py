@@ -6,13 +6,13 @@
 with the key (hex) in the environment variable INTERPRETER_KEY (see
 docs/protocol.md). The kernel connects back to the client, makes sys.stdin,
 sys.stdout and sys.stderr channels, and runs a REPL (a thin subclass of
-code.InteractiveConsole, _kernel_console.py) in a fresh `__main__`.
+code.InteractiveConsole, repl.py) in a fresh `__main__`.
 
 Threads:
 - main: the loop. It waits for the next input, runs it, reports status.
 - introspection: answers completion/calltip/doc/namespace requests, also
   while the main thread runs user code.
-- the output flusher (_kernel_streams.py), and the channels' IO thread.
+- the output flusher (streams.py), and the channels' IO thread.
 
 How the main loop waits: on the stdin channel (console lines) and the control
 channel (code blocks from the editor) at once, with channels' wait_any(): no
@@ -42,10 +42,10 @@ import time
 from channels import ChannelsError
 from channels import interrupts
 
-from . import protocol
-from ._kernel_console import KernelConsole
-from ._kernel_streams import InputStream, Output, OutputStream, StdinLines, make_getpass
-from .protocol import FromKernel, ToKernel
+from .. import protocol
+from ..protocol import FromKernel, ToKernel
+from .repl import KernelConsole
+from .streams import InputStream, Output, OutputStream, StdinLines, make_getpass
 
 __all__ = ["main", "Kernel", "ClientLink"]
 
