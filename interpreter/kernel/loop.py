@@ -1,18 +1,10 @@
-"""The kernel: the process that runs the user's code, connected to its client by channels.
+"""The kernel's main loop: wait for the next input, run it, report status.
 
-    python -m interpreter.kernel --address A --port P [--cwd DIR] [--path0 P]
-                                 [--gui NAME] [--startup FILE] [-- argv...]
-
-with the key (hex) in the environment variable INTERPRETER_KEY (see
-docs/protocol.md). The kernel connects back to the client, makes sys.stdin,
-sys.stdout and sys.stderr channels, and runs a REPL (a thin subclass of
-code.InteractiveConsole, repl.py) in a fresh `__main__`.
-
-Threads:
-- main: the loop. It waits for the next input, runs it, reports status.
-- introspection: answers completion/calltip/doc/namespace requests, also
-  while the main thread runs user code.
-- the output flusher (streams.py), and the channels' IO thread.
+KernelLoop owns the REPL (repl.py), the std streams (streams.py) and the
+run bookkeeping (the execution count, the id of the control request
+running, whether user code runs, whether a ready is owed); it sends status
+through a Reporter (status.py) and starts an IntrospectionServer
+(introspection.py) per client after the first ready.
 
 How the main loop waits: on the stdin channel (console lines) and the control
 channel (code blocks from the editor) at once, with channels' wait_any(): no
@@ -29,8 +21,6 @@ Interrupts arrive as KeyboardInterrupt in the main thread (channels'
 allow_interrupt). A lost connection ends the kernel: the main thread is
 interrupted if it runs user code, and after EXIT_GRACE seconds the process
 exits whatever the user code does (exit status CONNECTION_LOST_EXIT_CODE).
-
-Debug tracing to the process's real stderr: INTERPRETER_DEBUG=1.
 """
 
 import os
@@ -39,133 +29,34 @@ import sys
 import threading
 import time
 
-from channels import ChannelsError
 from channels import interrupts
 
 from .. import protocol
-from ..protocol import FromKernel, ToKernel
+from ..protocol import FromKernel
+from . import install
+from .debug import debug as _debug
+from .introspection import IntrospectionServer
 from .repl import KernelConsole
-from .streams import InputStream, Output, OutputStream, StdinLines, make_getpass
+from .status import Reporter
+from .streams import InputStream, OutputStream, StdinLines
 
-__all__ = ["main", "Kernel", "ClientLink"]
-
-USAGE = """\
-usage: python -m interpreter.kernel --address A --port P [--cwd DIR] [--path0 P]
-                                    [--gui NAME] [--startup FILE] [-- argv...]
-The key (hex) comes from the environment variable %s only.
-""" % protocol.ENV_KEY
+__all__ = ["KernelLoop"]
 
 # Seconds the idle loop waits at most (see above).
 IDLE_TIMEOUT = None  # with no GUI to pump, wait for input for as long as it takes
-# Seconds to connect to the client.
-CONNECT_TIMEOUT = 10.0
 # After the connection is lost: seconds user code gets to finish after its
 # KeyboardInterrupt before the process exits anyway.
 EXIT_GRACE = 0.5
 CONNECTION_LOST_EXIT_CODE = 1
-# Seconds close() may take to deliver the last output and the exit status.
-CLOSE_TIMEOUT = 5.0
-
-_DEBUG = bool(os.environ.get("INTERPRETER_DEBUG"))
 
 
-def _debug(message, *args):
-    if _DEBUG:
-        try:
-            sys.__stderr__.write("[kernel %d %.6f] %s\n"
-                                 % (os.getpid(), time.time(), message % args))
-            sys.__stderr__.flush()
-        except Exception:
-            pass
-
-
-class UsageError(Exception):
-    pass
-
-
-class Options:
-    """What the command line and environment ask of the kernel."""
-
-    def __init__(self):
-        self.address = os.environ.get(protocol.ENV_ADDRESS) or "127.0.0.1"
-        self.port = os.environ.get(protocol.ENV_PORT)
-        self.cwd = None
-        self.path0 = ""
-        self.gui = None
-        self.startup = None
-        self.argv = [""]
-
-
-_VALUE_OPTIONS = ("address", "port", "cwd", "path0", "gui", "startup")
-
-
-def parse_args(argv):
-    """Options from the kernel's command line (see USAGE); UsageError if it is wrong."""
-    options = Options()
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--":
-            options.argv = args or [""]
-            break
-        name, eq, value = arg.partition("=")
-        if not name.startswith("--") or name[2:] not in _VALUE_OPTIONS:
-            raise UsageError("unknown argument %r" % arg)
-        if not eq:
-            if not args:
-                raise UsageError("%s needs a value" % name)
-            value = args.pop(0)
-        setattr(options, name[2:], value)
-    if options.port is None:
-        raise UsageError("no port: pass --port or set %s" % protocol.ENV_PORT)
-    try:
-        options.port = int(options.port)
-    except ValueError:
-        raise UsageError("bad port %r" % options.port)
-    return options
-
-
-class ClientLink:
-    """One connected client: its Channels and the channels the kernel uses on it.
-
-    The kernel keeps a list of links: output and status go to every link.
-    (Today there is one; several clients of one kernel come next.)
-    """
-
-    def __init__(self, channels):
-        self.channels = channels
-        self.stdin = channels.get_receiving_channel(ToKernel.STDIN)
-        self.control = channels.get_receiving_channel(ToKernel.CONTROL)
-        self.requests = channels.get_receiving_channel(ToKernel.INTROSPECT)
-        self._senders = {index: channels.get_sending_channel(index) for index in FromKernel}
-
-    def send(self, index, text):
-        """Write one message on sending channel index; dropped if the connection is gone."""
-        try:
-            self._senders[index].write(text)
-        except (ValueError, OSError, ChannelsError):
-            pass
-
-    def flush(self, index):
-        """Wait until what was sent on index is handed to the OS (not if the connection is gone)."""
-        try:
-            self._senders[index].flush()
-        except (ValueError, OSError, ChannelsError):
-            pass
-
-    def close(self):
-        try:
-            self.channels.close(timeout=CLOSE_TIMEOUT)
-        except Exception as error:
-            _debug("closing the connection failed: %r", error)
-
-
-class Kernel:
+class KernelLoop:
     """The kernel's state and its main loop; run() installs it and serves until exit."""
 
     def __init__(self, link, options):
         self.options = options
         self.links = [link]
+        self.reporter = Reporter(self.links)
         self.primary = link      # the link whose control channel the main loop reads
         self.count = 0           # executions so far
         self.run_id = None       # the id of the control request running, if any
@@ -180,11 +71,11 @@ class Kernel:
         self._sigint_handler = signal.getsignal(signal.SIGINT)
         self._next_pump = 0.0
         self.lines = StdinLines(link.stdin)
-        self.output = Output(self._send_output, FromKernel.STDOUT,
-                             after_timed_flush=self._flush_output_channels)
-        self.stdout = OutputStream(self.output, FromKernel.STDOUT, "<stdout>", self._flush_channel)
-        self.stderr = OutputStream(self.output, FromKernel.STDERR, "<stderr>", self._flush_channel)
-        self.stdin = InputStream(self.lines, self._input_wait, self._input_resume)
+        self.output = self.reporter.output
+        flush = self.reporter.flush
+        self.stdout = OutputStream(self.output, FromKernel.STDOUT, "<stdout>", flush)
+        self.stderr = OutputStream(self.output, FromKernel.STDERR, "<stderr>", flush)
+        self.stdin = InputStream(self.lines, self.reporter.input_wait, self._input_resume)
         self.namespace = None
         self.console = None
 
@@ -197,7 +88,7 @@ class Kernel:
             for link in self.links:
                 link.channels.add_close_callback(self._connection_closed)
             self._start_gui()
-            _hide_own_packages()
+            install.hide_own_packages()
         code = None
         startup = self.options.startup
         started = False
@@ -210,9 +101,9 @@ class Kernel:
                     with interrupts.ignored():
                         self._send_ready()
                         # After the first ready: their imports must not delay start-up.
+                        server = IntrospectionServer(self.namespace, self.output)
                         for link in self.links:
-                            self._start_thread(self._serve_introspection, link,
-                                               "kernel-introspection")
+                            server.start(link)
                         started = True
                 code = self.serve()
                 break
@@ -225,46 +116,12 @@ class Kernel:
 
     def _install(self):
         """Streams, __main__, sys.argv, sys.path[0], the working directory, getpass."""
-        import getpass
-        options = self.options
-        sys.stdin, sys.stdout, sys.stderr = self.stdin, self.stdout, self.stderr
-        getpass.getpass = make_getpass(self.stdin, self.stdout)
-        # The introspection thread must get the GIL back from a busy main thread
-        # quickly: completion while a pure Python loop runs takes about one switch
-        # interval per GIL hand-over (5 ms by default, measured 5.9 ms median; 0.97
-        # ms with 0.5 ms). A single-threaded loop runs as fast (nothing switches
-        # while no other thread wants the GIL). User code may set its own.
-        sys.setswitchinterval(0.0005)
-        try:  # a segfault's message goes to the real stderr: the pipe the client drains
-            import faulthandler
-            faulthandler.enable(file=sys.__stderr__)
-        except (ImportError, AttributeError, ValueError, OSError):
-            pass
-        sys.unraisablehook = interrupts.redeliver_swallowed(sys.unraisablehook, _debug)
-        module = type(sys)("__main__")
-        bootstrap = sys.modules.get("_frozen_importlib")
-        module.__dict__.update(__builtins__=sys.modules["builtins"], __annotations__={},
-                               __loader__=getattr(bootstrap, "BuiltinImporter", None),
-                               __spec__=None, __package__=None)
-        self._old_main = sys.modules.get("__main__")  # keeps the bootstrap's globals alive
-        sys.modules["__main__"] = module
+        install.install_streams(self.stdin, self.stdout, self.stderr)
+        install.tune_process()
+        module, self._old_main = install.fresh_main()
         self.namespace = module.__dict__
         self.console = KernelConsole(self.namespace, self._console_run)
-        sys.argv = list(options.argv)
-        if sys.path:
-            sys.path[0] = options.path0
-        else:
-            sys.path.append(options.path0)
-        if not hasattr(sys, "ps1"):
-            sys.ps1 = ">>> "
-        if not hasattr(sys, "ps2"):
-            sys.ps2 = "... "
-        if options.cwd:
-            try:
-                os.chdir(options.cwd)
-            except OSError as error:
-                self.stderr.write("kernel: cannot change to directory %r: %s\n"
-                                  % (options.cwd, error))
+        install.apply_options(self.options, self.stderr)
 
     def _start_gui(self):
         if not self.options.gui or self.options.gui.lower() == "none":
@@ -290,11 +147,6 @@ class Kernel:
             self.console.run_block(source, path, 1, set_file=False)
         except KeyboardInterrupt:
             self.stderr.write("KeyboardInterrupt\n")
-
-    def _start_thread(self, target, link, name):
-        thread = threading.Thread(target=target, args=(link,), name=name, daemon=True)
-        thread.start()
-        return thread
 
     # -- the main loop ------------------------------------------------------
 
@@ -380,7 +232,7 @@ class Kernel:
         self.count += 1
         self.run_id = run_id
         self._running = True
-        self._status({"status": protocol.BUSY, "count": self.count, "id": run_id})
+        self.reporter.status({"status": protocol.BUSY, "count": self.count, "id": run_id})
 
     def _end(self):
         self._running = False
@@ -461,117 +313,23 @@ class Kernel:
 
     # -- status -------------------------------------------------------------
 
-    def _status(self, message):
-        self._write_status(message)
-        self._flush_channel(FromKernel.STATUS)
-
-    def _write_status(self, message):
-        text = protocol.encode(message)
-        _debug("status %s", text)
-        with self.output.lock:  # the output written before goes first
-            self.output.flush_locked()
-            # Output that flow control still holds back must not be overtaken:
-            # a client that sees this status has all the output before it.
-            self._flush_channel(FromKernel.STDOUT)
-            self._flush_channel(FromKernel.STDERR)
-            self._send(FromKernel.STATUS, text)
-
     def _send_ready(self):
         prompt = sys.ps2 if self._more else sys.ps1
         # An interrupt that comes meanwhile is raised after: one raised by the
         # write itself must not make the loop send this ready twice.
         with interrupts.ignored(defer=True):
-            self._write_status({"status": protocol.READY, "prompt": str(prompt),
-                                "count": self.count, "id": self.run_id,
-                                "error": self.console.error})
+            self.reporter.write_status({"status": protocol.READY, "prompt": str(prompt),
+                                        "count": self.count, "id": self.run_id,
+                                        "error": self.console.error})
             self._owe_ready = False
-            self._flush_channel(FromKernel.STATUS)
-
-    def _input_wait(self, password, prompt):
-        """sys.stdin is about to block: status input (or debug at a pdb prompt)."""
-        if prompt is None:
-            prompt = self.output.line_tail
-        if _in_debugger():
-            self._status({"status": protocol.DEBUG, "prompt": prompt})
-        else:
-            self._status({"status": protocol.INPUT, "prompt": prompt, "password": bool(password)})
+            self.reporter.flush(FromKernel.STATUS)
 
     def _input_resume(self):
         self.output.end_line()
         if self._running:
-            self._status({"status": protocol.BUSY, "count": self.count, "id": self.run_id})
+            self.reporter.status({"status": protocol.BUSY, "count": self.count, "id": self.run_id})
         else:
             self._send_ready()
-
-    def _send(self, index, text):
-        """Write one message on channel index of every client.
-
-        Every write of the kernel's threads goes through here under the output
-        lock, so output and status keep the order in which they were written;
-        status and introspection replies are flushed after, so the writing
-        thread sends them itself rather than leaving them to the IO thread.
-        """
-        with self.output.lock:
-            for link in self.links:
-                link.send(index, text)
-
-    _send_output = _send  # called by Output with its lock held
-
-    def _flush_output_channels(self):
-        """Make sure the output the flusher handed over is on its way (see _send)."""
-        self._flush_channel(FromKernel.STDOUT)
-        self._flush_channel(FromKernel.STDERR)
-
-    def _flush_channel(self, index):
-        """Wait until what was written on channel index is handed to the OS."""
-        for link in self.links:
-            link.flush(index)
-
-    # -- helper threads -----------------------------------------------------
-
-    def _serve_introspection(self, link):
-        """Answer introspection requests, one reply per request, until the channel ends."""
-        try:
-            introspect = _load_private("introspect")
-        except Exception as error:
-            _debug("introspection is unavailable: %r", error)
-            introspect = None
-        while True:
-            try:
-                text = link.requests.read_one(block=True)
-                if not text:
-                    return
-                reply = self._answer(introspect, text)
-                with self.output.lock:  # see _send
-                    link.send(FromKernel.INTROSPECT, reply)
-                link.flush(FromKernel.INTROSPECT)
-            except Exception as error:  # never let the thread die
-                _debug("introspection failed: %r", error)
-
-    def _answer(self, introspect, text):
-        try:
-            request = protocol.decode(text)
-        except ValueError:
-            return protocol.encode({"id": None, "result": None})
-        kind = request.get("type")
-        empty = [] if kind in (protocol.COMPLETE, protocol.NAMESPACE) else None
-        result = empty
-        try:
-            if introspect is not None and self.namespace is not None:
-                ns = self.namespace
-                if kind == protocol.COMPLETE:
-                    result = list(introspect.complete(ns, request.get("code", ""),
-                                                      request.get("cursor")))
-                elif kind == protocol.SIGNATURE:
-                    result = introspect.signature(ns, request.get("expr", ""))
-                elif kind == protocol.DOC:
-                    result = introspect.doc(ns, request.get("expr", ""))
-                elif kind == protocol.NAMESPACE:
-                    result = [list(row) for row in introspect.namespace_listing(ns)]
-            return protocol.encode({"id": request.get("id"), "result": result})
-        except Exception as error:
-            _debug("introspection request %r failed: %r", kind, error)
-            return protocol.encode({"id": request.get("id"), "result": empty})
 
     # -- the end ------------------------------------------------------------
 
@@ -613,91 +371,10 @@ class Kernel:
             except Exception:
                 pass
             _debug("exit %s", code)
-            self._status({"status": protocol.EXIT, "exit_code": code})
+            self.reporter.status({"status": protocol.EXIT, "exit_code": code})
         self.output.close()
         for link in self.links:
             link.close()
         _debug("connection closed")
         sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
         return code
-
-
-def _in_debugger():
-    """Is a pdb/bdb debugger on the calling thread's stack (at its prompt)?"""
-    bdb = sys.modules.get("bdb")
-    if bdb is None:
-        return False
-    frame = sys._getframe(1)
-    while frame is not None:
-        names = frame.f_code.co_varnames
-        if frame.f_code.co_argcount and names and names[0] == "self":
-            if isinstance(frame.f_locals.get("self"), bdb.Bdb):
-                return True
-        frame = frame.f_back
-    return False
-
-
-def main(argv=None):
-    """Connect to the client and serve; exits the process with the kernel's exit code."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        options = parse_args(argv)
-    except UsageError as error:
-        sys.stderr.write("interpreter.kernel: %s\n%s" % (error, USAGE))
-        sys.exit(2)
-    key = os.environ.pop(protocol.ENV_KEY, None)
-    os.environ.pop(protocol.ENV_ADDRESS, None)
-    os.environ.pop(protocol.ENV_PORT, None)
-    try:
-        key = bytes.fromhex(key or "")
-    except ValueError:
-        key = b""
-    if not key:
-        sys.stderr.write("interpreter.kernel: no key: set %s (hex)\n" % protocol.ENV_KEY)
-        sys.exit(2)
-    # SIGINT may arrive ignored (e.g. from a background shell); the kernel needs it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    from channels import Channels
-    channels = Channels(key, allow_interrupt=True)
-    _debug("connecting to %s:%s", options.address, options.port)
-    try:
-        channels.connect(options.port, options.address, timeout=CONNECT_TIMEOUT)
-    except (ChannelsError, OSError) as error:
-        sys.stderr.write("interpreter.kernel: cannot connect to the client at %s:%s: %s\n"
-                         % (options.address, options.port, error))
-        channels.close()
-        sys.exit(2)
-    _debug("connected")
-    code = Kernel(ClientLink(channels), options).run()
-    sys.exit(code)
-
-
-# The kernel's own modules, out of sys.modules' way (see _hide_own_packages).
-_own_modules = {}
-
-
-def _hide_own_packages():
-    """Let user code import modules of its own called `channels` or `interpreter`.
-
-    The kernel is loaded by then and keeps its modules through its own references;
-    a later `import channels` in user code finds the user's module on sys.path
-    (ours are at its end), not the kernel's copy in sys.modules.
-    """
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("channels", "interpreter"):
-            _own_modules[name] = sys.modules.pop(name)
-
-
-def _load_private(name):
-    """A module of this package loaded from its file under a private name (no sys.modules
-    entry under the package's public name, which user code may own)."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location("_interpreter_kernel_" + name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
