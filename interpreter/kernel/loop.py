@@ -75,7 +75,7 @@ class KernelLoop:
         flush = self.reporter.flush
         self.stdout = OutputStream(self.output, FromKernel.STDOUT, "<stdout>", flush)
         self.stderr = OutputStream(self.output, FromKernel.STDERR, "<stderr>", flush)
-        self.stdin = InputStream(self.lines, self.reporter.input_wait, self._input_resume)
+        self.stdin = InputStream(self.lines, self._input_wait, self._input_resume)
         self.namespace = None
         self.console = None
 
@@ -323,6 +323,10 @@ class KernelLoop:
                                         "error": self.console.error})
             self._owe_ready = False
             self.reporter.flush(FromKernel.STATUS)
+
+    def _input_wait(self, password, prompt):
+        """sys.stdin is about to block: status input (or debug at a pdb prompt)."""
+        self.reporter.input_wait(password, prompt)
 
     def _input_resume(self):
         self.output.end_line()
