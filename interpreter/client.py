@@ -16,7 +16,7 @@ Threads. The client adds no thread per kernel:
 - The pipes and exits of all kernel processes are watched by one thread
   (process.py).
 - The status and introspection channels are read by whoever waits on them
-  (`_Pump`): a waiting caller reads the channel itself, so an answer needs no
+  (`Pump`, readers.py): a waiting caller reads the channel itself, so an answer needs no
   hand-off between threads; other waiters sleep on the session's condition.
   Looking at `k.status` reads whatever status messages are pending, so it is
   current whenever someone looks.
@@ -30,12 +30,13 @@ import sys
 import threading
 import time
 
-from channels import Channels, ChannelsError, interrupts
+from channels import Channels, ChannelsError
 
 from . import protocol
 from .launch import PACKAGE_ROOT, kernel_command, kernel_environment
 from .process import KernelProcess
 from .protocol import FromKernel, ToKernel
+from .readers import SENTINEL, Collector, Pump, text_of
 from .status import DEAD, IDLE, STARTING, StatusTracker
 
 __all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD"]
@@ -46,9 +47,6 @@ __all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD"]
 _COLLECT_AFTER = 0.02
 # The longest interrupt() waits for an idle kernel to begin the run just sent.
 _INTERRUPT_WAIT = 1.0
-# Ends a run()'s collecting threads and the console's output barrier; the
-# kernel only ever sends text on stdout/stderr, so this bytes value is unique.
-SENTINEL = b"\0interpreter.client.sentinel\0" + os.urandom(8)
 
 _ids = itertools.count(1)
 
@@ -319,9 +317,9 @@ class _Session:
         # Output the process wrote to its pipes before an idle status is
         # delivered first, like the output that came over the connection.
         self.tracker = StatusTracker(before_idle=self.flush_pipes)
-        self.status_pump = _Pump(self.channels.get_receiving_channel(FromKernel.STATUS),
+        self.status_pump = Pump(self.channels.get_receiving_channel(FromKernel.STATUS),
                                  self.tracker.feed, self.cond)
-        self.reply_pump = _Pump(self.channels.get_receiving_channel(FromKernel.INTROSPECT),
+        self.reply_pump = Pump(self.channels.get_receiving_channel(FromKernel.INTROSPECT),
                                 self._on_reply, self.cond)
 
         args = kernel_command(settings["python"], port, settings["cwd"], settings["path0"],
@@ -462,14 +460,14 @@ class _Session:
             finished = self.status_pump.wait(done, first)
             collectors = []
             if not finished:
-                collectors = [_Collector(self.stdout), _Collector(self.stderr)]
+                collectors = [Collector(self.stdout), Collector(self.stderr)]
                 finished = self.status_pump.wait(done, deadline)
             if self.dead:
                 self.status_pump.poll()   # an "exit" message may still be waiting
             self.flush_pipes()
             out = [c.stop() for c in collectors] or ["", ""]
-            stdout = out[0] + _text(self.stdout.read(False))
-            stderr = out[1] + _text(self.stderr.read(False))
+            stdout = out[0] + text_of(self.stdout.read(False))
+            stderr = out[1] + text_of(self.stderr.read(False))
             with self.cond:
                 message = tracker.result(ident)
                 if message is not None:
@@ -516,7 +514,7 @@ class _Session:
     def pending_output(self):
         """What the process printed and nobody read (for the error of a failed start)."""
         self.flush_pipes()
-        return (_text(self.stdout.read(False)) + _text(self.stderr.read(False))).strip()
+        return (text_of(self.stdout.read(False)) + text_of(self.stderr.read(False))).strip()
 
     # -- death and ending ---------------------------------------------------------
 
@@ -575,107 +573,3 @@ class _Session:
         self.channels.close(1.0)
         if self.dead:
             self.process.forget()
-
-
-def _text(message):
-    if isinstance(message, bytes):
-        return message.decode("utf-8", "replace")
-    return message
-
-
-class _Pump:
-    """Reads one receiving channel on behalf of the threads waiting on it.
-
-    At most one thread reads at a time; it hands each message to handle()
-    with cond held and wakes the others, who check their condition and take
-    over the reading when it returns.
-    """
-
-    def __init__(self, channel, handle, cond):
-        self.channel = channel
-        self.handle = handle
-        self.cond = cond
-        self.reading = False
-
-    def wait(self, predicate, deadline):
-        """True once predicate() (checked with cond held) holds; False at deadline."""
-        cond = self.cond
-        while True:
-            with cond:
-                if predicate():
-                    return True
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                ended = self.channel.closed and not self.channel.pending
-                if self.reading or ended:
-                    cond.wait(remaining)
-                    continue
-                self.reading = True
-            message = ""
-            try:
-                message = self.channel.read_one(True if remaining is None else remaining)
-            finally:
-                with cond:
-                    self.reading = False
-                    if message:
-                        self.handle(message)
-                    cond.notify_all()
-
-    def poll(self):
-        """Handle the messages already here, unless another thread is reading."""
-        if not self.channel.pending:
-            return
-        with self.cond:
-            if self.reading:
-                return
-            self.reading = True
-        try:
-            while True:
-                message = self.channel.read_one(False)
-                if not message:
-                    return
-                with self.cond:
-                    self.handle(message)
-        finally:
-            with self.cond:
-                self.reading = False
-                self.cond.notify_all()
-
-
-class _Collector:
-    """A thread that keeps reading an output channel during a long run()."""
-
-    def __init__(self, channel):
-        self.channel = channel
-        self.parts = []
-        self.took_sentinel = False
-        self.thread = threading.Thread(target=self._run, daemon=True, name="interpreter-collect")
-        self.thread.start()
-
-    def _run(self):
-        interrupts.block_in_this_thread()
-        channel = self.channel
-        while True:
-            message = channel.read_one(True)
-            if message == SENTINEL:
-                self.took_sentinel = True
-                return
-            if message:
-                self.parts.append(_text(message))
-            elif channel.closed and not channel.pending:
-                return
-
-    def stop(self):
-        """Everything read up to now, once the thread has ended."""
-        self.channel.inject(SENTINEL)
-        self.thread.join()
-        if not self.took_sentinel:
-            # The thread ended at the end of the channel, before the sentinel
-            # came: take it back out, with what was injected before it.
-            while True:
-                message = self.channel.read_one(False)
-                if not message or message == SENTINEL:
-                    break
-                self.parts.append(_text(message))
-        return "".join(self.parts)
