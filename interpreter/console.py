@@ -3,7 +3,7 @@
 Like `cmd.Cmd`, the console takes its stdin/stdout/stderr as parameters and
 writes through one funnel (`write`), so tests can drive it. Two threads print
 the kernel's stdout and stderr as they arrive; the main thread reads lines and
-sends them. Before each prompt the main thread puts a marker (client.SENTINEL)
+sends them. Before each prompt the main thread puts a marker (readers.SENTINEL)
 at the end of both output channels and waits until the printers reach it, so
 everything the kernel printed before its prompt is on the screen first.
 
@@ -25,7 +25,8 @@ from channels import interrupts
 
 from . import protocol
 from .cells import split_cells
-from .client import DEAD, SENTINEL, Kernel, KernelError
+from .client import DEAD, Kernel, KernelError
+from .readers import SENTINEL
 from .status import IDLE
 
 __all__ = ["Console", "main"]
