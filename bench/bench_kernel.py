@@ -9,6 +9,11 @@ same into a pipe), interrupt latency of time.sleep, how soon a kernel's death sh
 idle and while busy, the kernel's CPU while idle, and 50 kernels at once
 (threads in the client, per-kernel `pass` round trip against one kernel).
 Prints medians, the references, and each figure against its target.
+
+Figures behind constants (medians, this benchmark):
+- kernel/install.py SWITCH_INTERVAL: completion while the kernel is busy in a
+  Python loop took 5.9 ms with the default 5 ms switch interval, 0.97 ms with
+  0.5 ms; a single-threaded loop runs as fast with either.
 """
 
 import os

@@ -1,9 +1,20 @@
 """An embeddable remote Python interpreter.
 
-The client an editor embeds is `Kernel` (interpreter.client); the process it
-spawns is interpreter.kernel; `python -m interpreter` is a terminal console on
-top. The kernel process imports this package too, so nothing is imported here
-eagerly: `Kernel` is loaded on first use.
+Two processes. The kernel, which runs the user's code, is the subpackage
+interpreter.kernel (`python -m interpreter.kernel`); everything else here
+runs in the editor's process:
+
+- client.py: `Kernel`, the client an editor embeds (with RunResult, KernelError);
+- launch.py: the command and environment that start a kernel (pure);
+- status.py: the kernel's status as the client sees it (StatusTracker, pure);
+- process.py: the kernel's OS process: its pipes, its exit, its end;
+- readers.py: reading the kernel's channels without a thread per kernel;
+- console.py: the terminal console, `python -m interpreter`;
+- cells.py: splitting a file into `##` / `# %%` cells.
+
+protocol.py is the wire vocabulary both processes share. The kernel process
+imports this package too, so nothing is imported here eagerly: `Kernel` is
+loaded on first use.
 """
 
 __all__ = ["Kernel", "RunResult", "KernelError"]

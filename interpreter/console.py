@@ -3,7 +3,7 @@
 Like `cmd.Cmd`, the console takes its stdin/stdout/stderr as parameters and
 writes through one funnel (`write`), so tests can drive it. Two threads print
 the kernel's stdout and stderr as they arrive; the main thread reads lines and
-sends them. Before each prompt the main thread puts a marker (client.SENTINEL)
+sends them. Before each prompt the main thread puts a marker (readers.SENTINEL)
 at the end of both output channels and waits until the printers reach it, so
 everything the kernel printed before its prompt is on the screen first.
 
@@ -25,11 +25,12 @@ from channels import interrupts
 
 from . import protocol
 from .cells import split_cells
-from .client import DEAD, SENTINEL, Kernel, KernelError
+from .client import DEAD, Kernel, KernelError
+from .readers import SENTINEL
+from .status import IDLE
 
 __all__ = ["Console", "main"]
 
-_IDLE = (protocol.READY, protocol.INPUT, protocol.DEBUG)
 _TOKEN = re.compile(r"[\w.]*$")   # the word the kernel completes (see introspect.complete)
 # Readline's word delimiters without "." so "os.pa" is one word, like the kernel's.
 _DELIMS = " \t\n`~!@#$%^&*()-=+[{]}\\|;:'\",<>/?"
@@ -108,7 +109,7 @@ class Console:
         """The read-send loop until the session ends; returns the exit code."""
         kernel = self.kernel
         while True:
-            status = kernel._session.wait_status(_IDLE, None)
+            status = kernel.wait_status(IDLE)
             password = status == protocol.INPUT and kernel.password
             # Echo goes off before the prompt shows, so nothing typed after
             # the prompt appears is echoed.
@@ -226,22 +227,19 @@ class Console:
             return
         # At ps2 the kernel drops the lines it holds (and says KeyboardInterrupt),
         # at ps1 it does nothing, in input() the user's code gets the interrupt.
-        session = self.kernel._session
-        serial = session.serial
+        serial = self.kernel.status_serial
         self.kernel.interrupt()
-        session.wait_serial(serial, _SYNC_TIMEOUT)
+        self.kernel.wait_status_after(serial, _SYNC_TIMEOUT)
 
     def _end_input(self):
         """End of the user's input: the kernel gets end of stdin, and exits at its prompt."""
         self.kernel.send_eof()
-        self.kernel._session.wait_status((), None)   # until it is dead
+        self.kernel.wait_status((DEAD,))
 
     def _after_death(self):
         """Report the kernel's death; the exit code to return, or None after a restart."""
-        session = self.kernel._session
-        session.current_status()
         code = self.kernel.exit_code
-        if session.announced_exit is not None:   # exit(), sys.exit(), end of input
+        if self.kernel.announced_exit is not None:   # exit(), sys.exit(), end of input
             return _process_code(code)
         self.write("Kernel died (exit code %s).\n" % code, self.stderr)
         if not self.interactive:
@@ -361,10 +359,9 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
             parser.error("no such file: %s" % path)
         kernel_argv = [path]
         path0 = os.path.dirname(os.path.abspath(path))
-    kernel = Kernel(python=args.python, cwd=args.cwd, gui=args.gui, argv=kernel_argv,
-                    path0=path0)
     try:
-        kernel._start()
+        kernel = Kernel.spawn(python=args.python, cwd=args.cwd, gui=args.gui, argv=kernel_argv,
+                              path0=path0)
     except KernelError as error:
         stderr.write("python -m interpreter: %s\n" % error)
         return 1

@@ -189,6 +189,30 @@ def test_cells_with_both_markers_give_file_line_numbers(k, tmp_path):
     assert k.run("print(a + b)", timeout=5).stdout == "3\n"
 
 
+
+def test_wait_status_and_status_messages(k):
+    serial = k.status_serial
+    k.execute("name = input('Name? ')")
+    assert k.wait_status(["input"], 10) == "input"
+    assert k.status_serial > serial
+    serial = k.status_serial
+    k.send_input("Bob")
+    assert k.wait_status_after(serial, 10)
+    assert k.wait_status(["ready"], 10) == "ready"
+    assert not k.wait_status_after(k.status_serial, 0.05)   # nothing more comes
+    assert k.announced_exit is None
+
+
+def test_announced_exit_tells_an_exit_from_a_death(spawned):
+    k = spawned()
+    k.send_eof()
+    assert k.wait_status(["dead"], 10) == "dead"
+    assert k.announced_exit == 0 == k.exit_code
+    k = spawned()
+    k.execute("import os; os._exit(5)")
+    assert k.wait_status(["dead"], 10) == "dead"
+    assert k.announced_exit is None and k.exit_code == 5
+
 # -- introspection --------------------------------------------------------------
 
 def test_introspection(k):
@@ -272,8 +296,8 @@ def test_death_shows_and_ends_pending_waits(k, how):
 
 
 def test_death_without_pidfd(spawned, monkeypatch):
-    from interpreter import client
-    monkeypatch.setattr(client, "_USE_PIDFD", False)   # as on macOS or Python 3.8: polling
+    from interpreter import process
+    monkeypatch.setattr(process, "USE_PIDFD", False)   # as on macOS or Python 3.8: polling
     k = spawned()
     k.execute("import os; os._exit(3)")
     assert wait_until(lambda: k.status == "dead", 1.0)

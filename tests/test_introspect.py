@@ -1,11 +1,11 @@
-"""interpreter.introspect: completion, calltips, docs and listing, never running user code."""
+"""interpreter.kernel.introspect: completion, calltips, docs and listing, never running user code."""
 
 import os
 import sys
 
 import pytest
 
-from interpreter.introspect import complete, doc, namespace_listing, signature
+from interpreter.kernel.introspect import complete, doc, namespace_listing, signature
 
 
 class Spy:

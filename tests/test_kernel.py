@@ -1,4 +1,4 @@
-"""End-to-end tests of the kernel (interpreter/kernel.py) in a real subprocess.
+"""End-to-end tests of the kernel (interpreter/kernel/) in a real subprocess.
 
 The tests play the client: they host a Channels object, start the kernel as
 the client will (`python -c BOOTSTRAP --port P`, the key in the environment,
@@ -862,7 +862,7 @@ def test_gui_tk_runs_while_idle(spawn):
 
 
 def test_gui_registry():
-    from interpreter import gui
+    from interpreter.kernel import gui
     assert {"asyncio", "tk", "qt"} <= set(gui.TOOLKITS)
     with pytest.raises(ValueError, match="unknown gui 'nonesuch'"):
         gui.get_pump("nonesuch")

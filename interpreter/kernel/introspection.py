@@ -1,0 +1,80 @@
+"""The introspection server: a thread per client answering completion, calltip,
+doc and namespace requests from the user's namespace, also while the main
+thread runs user code.
+
+The answers come from introspect.py, which is loaded under a private module
+name (install.load_private) so that user code may have a module of its own
+called `interpreter`. One reply per request, with the request's id; a request
+that fails gets an empty answer.
+"""
+
+import threading
+
+from .. import protocol
+from ..protocol import FromKernel
+from .debug import debug as _debug
+from .install import load_private
+
+__all__ = ["IntrospectionServer"]
+
+
+class IntrospectionServer:
+    """Answers the introspection requests of client links from `namespace`.
+
+    output: the kernel's Output, whose lock orders every write (see status.py).
+    """
+
+    def __init__(self, namespace, output):
+        self.namespace = namespace
+        self.output = output
+
+    def start(self, link):
+        """Serve link's requests on a daemon thread until its channel ends."""
+        thread = threading.Thread(target=self._serve_introspection, args=(link,),
+                                  name="kernel-introspection", daemon=True)
+        thread.start()
+        return thread
+
+    def _serve_introspection(self, link):
+        """Answer introspection requests, one reply per request, until the channel ends."""
+        try:
+            introspect = load_private("introspect")
+        except Exception as error:
+            _debug("introspection is unavailable: %r", error)
+            introspect = None
+        while True:
+            try:
+                text = link.requests.read_one(block=True)
+                if not text:
+                    return
+                reply = self._answer(introspect, text)
+                with self.output.lock:  # see status.py
+                    link.send(FromKernel.INTROSPECT, reply)
+                link.flush(FromKernel.INTROSPECT)
+            except Exception as error:  # never let the thread die
+                _debug("introspection failed: %r", error)
+
+    def _answer(self, introspect, text):
+        try:
+            request = protocol.decode(text)
+        except ValueError:
+            return protocol.encode({"id": None, "result": None})
+        kind = request.get("type")
+        empty = [] if kind in (protocol.COMPLETE, protocol.NAMESPACE) else None
+        result = empty
+        try:
+            if introspect is not None and self.namespace is not None:
+                ns = self.namespace
+                if kind == protocol.COMPLETE:
+                    result = list(introspect.complete(ns, request.get("code", ""),
+                                                      request.get("cursor")))
+                elif kind == protocol.SIGNATURE:
+                    result = introspect.signature(ns, request.get("expr", ""))
+                elif kind == protocol.DOC:
+                    result = introspect.doc(ns, request.get("expr", ""))
+                elif kind == protocol.NAMESPACE:
+                    result = [list(row) for row in introspect.namespace_listing(ns)]
+            return protocol.encode({"id": request.get("id"), "result": result})
+        except Exception as error:
+            _debug("introspection request %r failed: %r", kind, error)
+            return protocol.encode({"id": request.get("id"), "result": empty})

@@ -1,0 +1,226 @@
+"""A kernel's OS process, client side: start it, deliver its pipes, notice its exit, end it.
+
+What the kernel process writes to its stdout/stderr pipes (C code,
+`os.system`, child processes, fatal error messages) is delivered on the same
+receiving channels as its output over the connection, with `inject()`.
+
+Threads. One daemon thread per client process (Drainer) watches, with
+`selectors`, the pipes of every kernel process, and each process itself (a
+pidfd where the OS has them, else a poll every 0.1 s), so a death is noticed
+at once. No thread per kernel.
+"""
+
+import codecs
+import os
+import selectors
+import signal
+import subprocess
+import threading
+
+from channels import interrupts
+
+__all__ = ["KernelProcess", "USE_PIDFD"]
+
+# Bytes asked of one read() of a kernel's pipe.
+PIPE_READ = 65536
+# Seconds between polls of the processes that have no pidfd.
+POLL_INTERVAL = 0.1
+
+# Watch kernel processes through pidfds (Linux 5.3+, Python 3.9+), else poll them.
+USE_PIDFD = hasattr(os, "pidfd_open")
+
+
+class KernelProcess:
+    """The process of one kernel: its pipes, its exit code, its process group.
+
+    stdout, stderr: the receiving channels its pipes' text is injected into.
+    on_exit(): called once, on the drainer thread, after the last of the pipes'
+    text is delivered and exit_code is set. Raises OSError if it cannot start.
+    """
+
+    def __init__(self, args, env, cwd, stdout, stderr, on_exit):
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.pid = self.proc.pid
+        self.on_exit = on_exit
+        self.exit_code = None
+        self.exited = threading.Event()
+        self.pipe_lock = threading.Lock()
+        self.pipes = {}   # fd -> (decoder, receiving channel, pipe file); removed at EOF
+        for pipe, channel in ((self.proc.stdout, stdout), (self.proc.stderr, stderr)):
+            os.set_blocking(pipe.fileno(), False)
+            self.pipes[pipe.fileno()] = (codecs.getincrementaldecoder("utf-8")("replace"),
+                                         channel, pipe)
+        self.pidfd = None
+        self.group_ended = False      # the final SIGKILL of the process group was sent
+        self.drainer = Drainer.get()
+        self.drainer.add(self)
+
+    # -- the pipes ----------------------------------------------------------------
+
+    def flush_pipes(self):
+        """Deliver whatever the process has written to its pipes so far."""
+        for fd in list(self.pipes):
+            self.read_pipe(fd, until_empty=True)
+
+    def read_pipe(self, fd, until_empty=False):
+        """Read the pipe fd (non-blocking) and inject its text; at EOF forget it."""
+        with self.pipe_lock:
+            entry = self.pipes.get(fd)
+            if entry is None:
+                return
+            decoder, channel, pipe = entry
+            while True:
+                try:
+                    data = os.read(fd, PIPE_READ)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    data = b""
+                if not data:
+                    del self.pipes[fd]
+                    channel.inject(decoder.decode(b"", final=True))
+                    self.drainer.forget(fd, pipe)
+                    return
+                channel.inject(decoder.decode(data))
+                if not until_empty:
+                    return
+
+    # -- exit and ending ------------------------------------------------------------
+
+    def poll(self):
+        """The exit code if the process has ended (it is then reaped), else None."""
+        return self.proc.poll()
+
+    def ended(self):
+        """The process has exited (called once, by the drainer thread)."""
+        self.flush_pipes()
+        self.exit_code = self.proc.wait()
+        self.on_exit()
+        self.exited.set()
+
+    def signal_group(self, sig):
+        """Send sig to the kernel's process group (it is the leader: start_new_session)."""
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self):
+        """SIGKILL the process group: the kernel if alive, and the children it left."""
+        if self.group_ended:
+            return
+        self.signal_group(signal.SIGKILL)
+        self.group_ended = self.exited.wait(1.0)
+
+    def forget(self):
+        """Stop watching the process (the client calls this once it has exited)."""
+        self.drainer.remove(self)
+
+
+class Drainer:
+    """The one thread that reads every kernel's pipes and notices their deaths."""
+
+    _instance = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls):
+        with cls._instance_lock:
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        self.lock = threading.Lock()
+        self.todo = []          # functions to run in the thread (selector changes)
+        self.polled = set()     # processes without a pidfd: poll them
+        self.thread = threading.Thread(target=self._run, daemon=True, name="interpreter-pipes")
+        self.thread.start()
+
+    def _call(self, function, *args):
+        with self.lock:
+            self.todo.append((function, args))
+        try:
+            os.write(self.wake_w, b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass   # the pipe is full of wake-ups already
+
+    def add(self, process):
+        self._call(self._add, process)
+
+    def remove(self, process):
+        self._call(self._remove, process)
+
+    def forget(self, fd, pipe):
+        """Unregister and close a pipe (file object) that reached EOF."""
+        self._call(self._forget, fd, pipe)
+
+    def _add(self, process):
+        for fd in list(process.pipes):
+            self.selector.register(fd, selectors.EVENT_READ, (process.read_pipe, fd))
+        if USE_PIDFD:
+            try:
+                process.pidfd = os.pidfd_open(process.pid)
+            except OSError:
+                process.pidfd = None
+        if process.pidfd is None:
+            self.polled.add(process)
+        else:
+            self.selector.register(process.pidfd, selectors.EVENT_READ, (self._exited, process))
+
+    def _exited(self, process):
+        self._remove(process)
+        process.ended()
+
+    def _remove(self, process):
+        self.polled.discard(process)
+        if process.pidfd is not None:
+            self._forget(process.pidfd)
+            process.pidfd = None
+
+    def _forget(self, fd, pipe=None):
+        try:
+            self.selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        try:
+            if pipe is None:
+                os.close(fd)
+            else:
+                pipe.close()
+        except OSError:
+            pass
+
+    def _run(self):
+        interrupts.block_in_this_thread()
+        while True:
+            try:
+                events = self.selector.select(POLL_INTERVAL if self.polled else None)
+                for key, _ in events:
+                    if key.data is None:
+                        try:
+                            while os.read(self.wake_r, 4096):
+                                pass
+                        except (BlockingIOError, InterruptedError):
+                            pass
+                        continue
+                    function, argument = key.data
+                    function(argument)
+                with self.lock:
+                    todo, self.todo = self.todo, []
+                for function, args in todo:
+                    function(*args)
+                for process in list(self.polled):
+                    if process.poll() is not None:
+                        self._exited(process)
+            except Exception:   # a bug must not stop the output of every kernel
+                import traceback
+                traceback.print_exc()
