@@ -24,6 +24,8 @@ _KERNEL_PACKAGES = frozenset([__package__.partition(".")[0], "channels"])
 _NUMBERED_INPUT = sys.version_info >= (3, 13)
 # The end of input in an open bracket ends 3.8's REPL silently (later ones say why).
 _ENDS_REPL_AT_EOF = sys.version_info < (3, 9)
+# A blank line that ends a statement at ps2 is a token to the parser of 3.8 and 3.9.
+_BLANK_LINE_IS_A_TOKEN = sys.version_info < (3, 10)
 
 
 def _is_kernel_frame(frame):
@@ -118,8 +120,7 @@ class KernelConsole(code.InteractiveConsole):
         self._in_line = True
         try:
             try:
-                text = source + "\n" if _has_statements(source) else "pass\n"  # as codeop
-                tree = compile(text, filename, symbol, self._flags | _ONLY_AST, True)
+                tree = self._parse(source, filename, symbol, at_end)
                 name = filename
                 if _NUMBERED_INPUT:
                     name = "%s-%d" % (filename, self._inputs)
@@ -144,6 +145,24 @@ class KernelConsole(code.InteractiveConsole):
             self.runcode(code_object)
         finally:
             self._in_line = False
+
+    def _parse(self, source, filename, symbol, at_end):
+        text = source + "\n" if _has_statements(source) else "pass\n"  # as codeop
+        try:
+            return compile(text, filename, symbol, self._flags | _ONLY_AST, True)
+        except SyntaxError as error:
+            if not (_BLANK_LINE_IS_A_TOKEN and not at_end and source.endswith("\n")
+                    and error.args[:1] == ("unexpected EOF while parsing",)):
+                raise
+        # The statement ended with a blank line, which 3.8's and 3.9's REPL parse
+        # as a NEWLINE token: a ";" there fails the same way.
+        try:
+            compile(source + ";\n", filename, symbol, self._flags | _ONLY_AST, True)
+        except SyntaxError as error:
+            if error.text == ";\n":
+                error.text = "\n"
+            raise error from None
+        raise SyntaxError("unexpected EOF while parsing")   # not reached in practice
 
     def runcode(self, code_object):
         if not self._in_block and _has_statements(self._source):
