@@ -267,8 +267,10 @@ class KernelConsole(code.InteractiveConsole):
         except SystemExit:
             raise
         except BaseException as error:
+            error.__context__ = None   # as the REPL shows it: the hook's frames only
+            error = error.with_traceback(error.__traceback__.tb_next)
             self.write("Error in sys.excepthook:\n")
-            sys.__excepthook__(type(error), error, error.__traceback__.tb_next)
+            sys.__excepthook__(type(error), error, error.__traceback__)
             self.write("\nOriginal exception was:\n")
             sys.__excepthook__(type(value), value, value.__traceback__)
         finally:
