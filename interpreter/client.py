@@ -615,8 +615,17 @@ class _Session:
             self.cond.notify_all()
         # Wake readers still blocked on the connection (a child of the kernel
         # may hold its socket open). Received messages stay readable.
-        threading.Thread(target=self.channels.close, args=(1.0,), daemon=True,
+        threading.Thread(target=self._close_after_kernel, daemon=True,
                          name="interpreter-close").start()
+
+    def _close_after_kernel(self):
+        """Close the connection once the kernel's own close is read (what it sent
+        last, e.g. its exit status, may still be in the socket: close() drops
+        that), or after a second (a child of the kernel may hold the socket)."""
+        ended = threading.Event()
+        self.channels.add_close_callback(lambda reason: ended.set())
+        ended.wait(1.0)
+        self.channels.close(1.0)
 
     def wait_dead(self, timeout):
         with self.cond:
