@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 from channels import interrupts
 
@@ -36,6 +37,9 @@ _TOKEN = re.compile(r"[\w.]*$")   # the word the kernel completes (see introspec
 # Readline's word delimiters without "." so "os.pa" is one word, like the kernel's.
 _DELIMS = " \t\n`~!@#$%^&*()-=+[{]}\\|;:'\",<>/?"
 _SYNC_TIMEOUT = 1.0   # the longest a prompt waits for the printers to catch up
+# The longest the end of a session waits for the statuses a dead kernel sent last
+# (the client closes the connection of a dead kernel within 1 s).
+_LAST_STATUS_TIMEOUT = 5.0
 
 
 class Console:
@@ -248,6 +252,11 @@ class Console:
                 session.raw_status = protocol.BUSY
         self.kernel.send_eof()
         session.wait_status((), None)   # until it is dead
+        # Its last statuses may still be on their way when its death is seen.
+        pump = session.status_pump
+        pump.wait(lambda: session.announced_exit is not None
+                  or (pump.channel.closed and not pump.channel.pending),
+                  time.monotonic() + _LAST_STATUS_TIMEOUT)
         with session.cond:
             back_at_prompt = (session.raw_status == protocol.READY
                               and session.announced_exit is not None)

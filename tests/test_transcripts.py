@@ -152,6 +152,27 @@ raise KeyError('k')
 # a comment
 
    
+exit
+help
+def hook(t, v, tb): print('hooked', t.__name__, v, tb is not None)
+
+sys.excepthook = hook
+1/0
+1 +
+def bad(t, v, tb): raise RuntimeError('hook failed')
+
+sys.excepthook = bad
+1/0
+sys.excepthook = sys.__excepthook__
+sys.displayhook = lambda v: print('shown', repr(v))
+42
+sys.displayhook = sys.__displayhook__
+class E(Exception):
+    def __str__(self): raise ValueError
+
+raise E
+raise KeyboardInterrupt
+import this
 print('end')
 """
 
