@@ -1,12 +1,16 @@
 """The kernel's REPL: a thin subclass of code.InteractiveConsole.
 
-Console lines go through InteractiveConsole.push() unchanged, so prompts,
-echoed values, `_`, syntax errors and tracebacks are exactly those of the
-user's Python. Added here: code blocks from the editor (run_block: the real
-file name and line numbers, the block's text in linecache, the value of a
-trailing expression shown), the type name of the last uncaught exception,
-and tracebacks cut to the user's frames (the kernel's own frames at their
-end, e.g. of sys.stdin.readline under input(), are removed).
+Console lines are compiled, run and fail as the REPL of the user's Python
+(`python -i`) does it: the same test for more input as codeop, parsing then
+compiling (3.13: each input named "<stdin>-N" and kept in linecache), errors
+shown by sys.excepthook (the interpreter's own display, with its "Did you
+mean" hints), the end of input ending a statement typed so far.
+
+Added here: code blocks from the editor (run_block: the real file name and
+line numbers, the block's text in linecache, the value of a trailing
+expression shown), the type name of the last uncaught exception, and
+tracebacks cut to the user's frames (the kernel's own frames at their end,
+e.g. of sys.stdin.readline under input(), are removed).
 """
 
 import __future__
@@ -26,6 +30,7 @@ _NUMBERED_INPUT = sys.version_info >= (3, 13)
 _ENDS_REPL_AT_EOF = sys.version_info < (3, 9)
 # A blank line that ends a statement at ps2 is a token to the parser of 3.8 and 3.9.
 _BLANK_LINE_IS_A_TOKEN = sys.version_info < (3, 10)
+_UNEXPECTED_EOF = "unexpected EOF while parsing"   # the message of 3.8 and 3.9
 
 
 def _is_kernel_frame(frame):
@@ -106,7 +111,6 @@ class KernelConsole(code.InteractiveConsole):
         warnings.catch_warnings() (whose exit makes every warning already shown
         show again).
         """
-        self._source = source
         if _quietly(_needs_more, source, filename, symbol, self._flags):
             return True
         self._run_input(source, filename, symbol)
@@ -132,7 +136,7 @@ class KernelConsole(code.InteractiveConsole):
                         error.text = (source.splitlines() or [""])[error.lineno - 1]
                     raise
             except (OverflowError, SyntaxError, ValueError) as error:
-                if at_end and _ENDS_REPL_AT_EOF and error.args[:1] == ("unexpected EOF while parsing",):
+                if at_end and _ENDS_REPL_AT_EOF and error.args[:1] == (_UNEXPECTED_EOF,):
                     raise SystemExit from None
                 self.showsyntaxerror()
                 return
@@ -147,13 +151,15 @@ class KernelConsole(code.InteractiveConsole):
             self._in_line = False
 
     def _parse(self, source, filename, symbol, at_end):
+        """The AST of a console input, or the parser's SyntaxError."""
         text = source + "\n" if _has_statements(source) else "pass\n"  # as codeop
         try:
             return compile(text, filename, symbol, self._flags | _ONLY_AST, True)
         except SyntaxError as error:
             if not (_BLANK_LINE_IS_A_TOKEN and not at_end and source.endswith("\n")
-                    and error.args[:1] == ("unexpected EOF while parsing",)):
+                    and error.args[:1] == (_UNEXPECTED_EOF,)):
                 raise
+            original = error
         # The statement ended with a blank line, which 3.8's and 3.9's REPL parse
         # as a NEWLINE token: a ";" there fails the same way.
         try:
@@ -162,7 +168,7 @@ class KernelConsole(code.InteractiveConsole):
             if error.text == ";\n":
                 error.text = "\n"
             raise error from None
-        raise SyntaxError("unexpected EOF while parsing")   # not reached in practice
+        raise original
 
     def runcode(self, code_object):
         if not self._in_block and _has_statements(self._source):
