@@ -294,7 +294,9 @@ def _quietly(function, *args):
     """function(*args) with warnings ignored. The filter goes into warnings.filters
     and out again without warnings._filters_mutated(), so the registries of
     warnings already shown stay valid (the "default" action shows each once)."""
-    filters = warnings.filters
+    filters = getattr(warnings, "filters", None)
+    if not isinstance(filters, list):   # user code replaced it: nothing to lean on
+        return function(*args)
     filters.insert(0, _IGNORE_ALL)
     try:
         return function(*args)
