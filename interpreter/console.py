@@ -272,7 +272,7 @@ class Console:
         if session.announced_exit is not None:   # exit(), sys.exit(), end of input
             return _process_code(code)
         self.write("Kernel died (exit code %s).\n" % code, self.stderr)
-        if not self.interactive:
+        if not (self.interactive and _isatty(self.stdin)):   # piped lines are no answer
             return _process_code(code)
         answer = self.read_line("Restart the kernel? [Y/n] ")
         if answer is None:

@@ -170,3 +170,10 @@ def test_terminal_shows_the_banner_unless_q():
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             os.close(fd)
+
+
+def test_i_on_pipes_asks_no_restart_when_the_kernel_dies():
+    r = console("-i", "-q", text="import os; os._exit(3)\nprint('not run')\n")
+    assert r.returncode == 3
+    assert r.stdout == ""
+    assert r.stderr == ">>> Kernel died (exit code 3).\n"   # piped lines are no answer
