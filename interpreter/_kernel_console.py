@@ -320,6 +320,8 @@ def _needs_more(source, filename, symbol, flags):
             return False
         except SyntaxError:
             pass
+        except (OverflowError, ValueError):   # e.g. a null byte: the compile says it
+            return False
         try:
             compile(source + "\n", filename, symbol, flags, True)
             return True
