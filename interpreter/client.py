@@ -47,6 +47,9 @@ __all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD"]
 _COLLECT_AFTER = 0.02
 # The longest interrupt() waits for an idle kernel to begin the run just sent.
 _INTERRUPT_WAIT = 1.0
+# The longest wait_exit() waits for the statuses a dead kernel sent last (the
+# connection of a dead kernel is closed within 1 s, see _close_after_kernel).
+LAST_STATUS_SECONDS = 5.0
 
 _ids = itertools.count(1)
 
@@ -202,6 +205,19 @@ class Kernel:
     def exit_code(self):
         """The kernel process's exit code (negative: killed by that signal); None while alive."""
         return self._session.exit_code
+
+    @property
+    def last_status(self):
+        """The last status the kernel itself reported ("starting", "ready", "busy",
+        "input" or "debug"), kept after its death: where it was when it ended."""
+        session = self._session
+        session.current_status()
+        return session.tracker.raw_status
+
+    def wait_exit(self, timeout=None):
+        """Wait until the kernel process has ended and its last status messages
+        are read (announced_exit, last_status); returns exit_code (None on timeout)."""
+        return self._session.wait_exit(timeout)
 
     @property
     def announced_exit(self):
@@ -437,10 +453,13 @@ class _Session:
             self.tracker.sent_line()
 
     def send_eof(self):
+        self.status_pump.poll()   # as for a line: an old "ready" must not pass for the answer
         try:
             self.stdin.close()
         except (ChannelsError, ValueError, OSError):
             pass
+        with self.cond:
+            self.tracker.sent_line()
 
     def run(self, source, timeout, filename, lineno):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -525,8 +544,31 @@ class _Session:
             self.cond.notify_all()
         # Wake readers still blocked on the connection (a child of the kernel
         # may hold its socket open). Received messages stay readable.
-        threading.Thread(target=self.channels.close, args=(1.0,), daemon=True,
+        threading.Thread(target=self._close_after_kernel, daemon=True,
                          name="interpreter-close").start()
+
+    def _close_after_kernel(self):
+        """Close the connection once the kernel's own close is read (what it sent
+        last, e.g. its exit status, may still be in the socket: close() drops
+        that), or after a second (a child of the kernel may hold the socket)."""
+        ended = threading.Event()
+        self.channels.add_close_callback(lambda reason: ended.set())
+        ended.wait(1.0)
+        self.channels.close(1.0)
+
+    def wait_exit(self, timeout):
+        """Wait for the process's end, then (at most LAST_STATUS_SECONDS more) for
+        its last status messages, which may still be on their way; the exit code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tracker = self.tracker
+        if not self.status_pump.wait(lambda: tracker.dead, deadline):
+            return None
+        channel = self.status_pump.channel
+        last = time.monotonic() + LAST_STATUS_SECONDS
+        self.status_pump.wait(lambda: tracker.announced_exit is not None
+                              or (channel.closed and not channel.pending),
+                              last if deadline is None else min(deadline, last))
+        return self.exit_code
 
     def wait_dead(self, timeout):
         with self.cond:

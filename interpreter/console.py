@@ -11,7 +11,9 @@ With stdin a terminal: readline line editing and history, Tab completion from
 the kernel, Ctrl-C interrupts the kernel while it is busy (at the prompt it
 discards the line), Ctrl-D ends the session. With stdin not a terminal the
 lines run as `python -i` would run them, without prompts, and the console
-exits with the kernel's exit code.
+exits with the kernel's exit code; `-i` makes it interactive anyway: the
+banner, and the prompts on stderr, as `python -i` writes them to a pipe
+(`-q`: no banner).
 """
 
 import argparse
@@ -48,8 +50,10 @@ class Console:
         if interactive is None:
             interactive = _isatty(self.stdin)
         self.interactive = interactive
+        # As the REPL: readline only when stdin and stdout are terminals.
         self.use_readline = (interactive and self.stdin is sys.stdin
-                             and self.stdout is sys.stdout and _setup_readline(self))
+                             and self.stdout is sys.stdout and _isatty(self.stdin)
+                             and _isatty(self.stdout) and _setup_readline(self))
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._stopping = False
@@ -135,7 +139,7 @@ class Console:
                     restore_echo()
                     self.write("\n")
             if line is None:   # Ctrl-D, or the end of piped input
-                self._end_input()
+                self._end_input(status)
                 continue
             try:
                 if status == protocol.READY:
@@ -156,16 +160,13 @@ class Console:
                 try:
                     return input(prompt)
                 except EOFError:
-                    self.write("\n")
                     return None
-            if self.interactive:
-                self.write(prompt)
+            if self.interactive and prompt:
+                self.write(prompt, self.stderr)   # where python -i writes them without readline
             line = self.stdin.readline()
         finally:
             self._reading_line = False
         if not line:
-            if self.interactive:
-                self.write("\n")
             return None
         return line[:-1] if line.endswith("\n") else line
 
@@ -231,10 +232,21 @@ class Console:
         self.kernel.interrupt()
         self.kernel.wait_status_after(serial, _SYNC_TIMEOUT)
 
-    def _end_input(self):
-        """End of the user's input: the kernel gets end of stdin, and exits at its prompt."""
-        self.kernel.send_eof()
-        self.kernel.wait_status((DEAD,))
+    def _end_input(self, status):
+        """End of the user's input, taken as python -i takes it.
+
+        At its prompt python -i writes a newline to stderr (also with empty
+        prompts). The kernel gets the end of stdin: at ps1 it exits; at ps2 the
+        statement typed so far runs and the kernel comes back to ps1, reads the
+        end there too and exits: that prompt and its newline are written here.
+        """
+        if status == protocol.READY:
+            self.write("\n", self.stderr)
+        self.kernel.send_eof()   # the status is busy until the kernel's next one
+        self.kernel.wait_exit()
+        if self.kernel.last_status == protocol.READY and self.kernel.announced_exit is not None:
+            self.sync_output()
+            self.write((self.kernel.prompt if self.interactive else "") + "\n", self.stderr)
 
     def _after_death(self):
         """Report the kernel's death; the exit code to return, or None after a restart."""
@@ -242,9 +254,11 @@ class Console:
         if self.kernel.announced_exit is not None:   # exit(), sys.exit(), end of input
             return _process_code(code)
         self.write("Kernel died (exit code %s).\n" % code, self.stderr)
-        if not self.interactive:
+        if not (self.interactive and _isatty(self.stdin)):   # piped lines are no answer
             return _process_code(code)
         answer = self.read_line("Restart the kernel? [Y/n] ")
+        if answer is None:
+            self.write("\n")
         if answer is None or answer.strip().lower() in ("n", "no"):
             return _process_code(code)
         try:
@@ -320,6 +334,25 @@ def _setup_readline(console):
     return True
 
 
+# The kernel prints its own sys.version and sys.platform (print() returns None,
+# so `_` stays unset; nothing is bound in the kernel's namespace).
+_BANNER_CODE = "print(repr((__import__('sys').version, __import__('sys').platform)))"
+# What the REPL prints after the version line (Modules/main.c, 3.8 to 3.13).
+_BANNER_HELP = 'Type "help", "copyright", "credits" or "license" for more information.\n'
+
+
+def _banner(kernel):
+    """The banner the kernel's Python prints when it starts interactive, or '' if the
+    kernel did not say its version."""
+    import ast
+    try:
+        result = kernel.run(_BANNER_CODE, timeout=_SYNC_TIMEOUT * 10)
+        version, platform = ast.literal_eval(result.stdout.strip())
+    except (KernelError, ValueError, SyntaxError, TypeError):
+        return ""
+    return "Python %s on %s\n%s" % (version, platform, _BANNER_HELP)
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m interpreter",
@@ -342,6 +375,12 @@ def _parser():
                         help="the GUI event loop the kernel integrates (e.g. tk, asyncio, qt)")
     parser.add_argument("--cwd", metavar="DIR",
                         help="the kernel's working directory (default: the current one)")
+    parser.add_argument("-i", dest="interactive", action="store_true",
+                        help="interactive even when stdin is not a terminal, like `python -i`: "
+                             "the banner, and prompts on stderr (for editors that drive the "
+                             "console over pipes)")
+    parser.add_argument("-q", dest="quiet", action="store_true",
+                        help="no banner (version and copyright) at the start, like `python -q`")
     return parser
 
 
@@ -366,7 +405,11 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         stderr.write("python -m interpreter: %s\n" % error)
         return 1
     try:
-        console = Console(kernel, stdin, stdout, stderr)
+        console = Console(kernel, stdin, stdout, stderr, interactive=args.interactive or None)
+        if console.interactive and not args.quiet and path is None:
+            banner = _banner(kernel)
+            if banner:
+                console.write(banner, console.stderr)
         try:
             return console.run(path, args.cell)
         except ValueError as error:   # no such cell

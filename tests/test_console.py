@@ -107,7 +107,7 @@ def test_in_process_with_stream_parameters(tmp_path):
     code = console.main(["--cwd", str(tmp_path)], stdin, stdout, stderr)
     assert code == 0
     assert stdout.getvalue() == "in process\n"
-    assert stderr.getvalue() == "err\n"
+    assert stderr.getvalue() == "err\n\n"   # the newline python -i writes at the end of input
 
 
 # -- in a pseudo-terminal ------------------------------------------------------------

@@ -263,18 +263,16 @@ _PROMPTS = re.compile(r">>> |\.\.\. ")
 
 
 def _reference_transcript(python, lines):
-    """CPython's own code.interact() on the same lines: (stdout, stderr, prompts)."""
+    """CPython's own REPL, `python -i`, on the same lines: (stdout, stderr, prompts)."""
     proc = subprocess.run(
-        [python, "-c", "import code; code.interact(banner='', exitmsg='')"],
-        input="".join(line + "\n" for line in lines).encode(), capture_output=True,
-        timeout=TIMEOUT)
+        [python, "-i", "-q"], input="".join(line + "\n" for line in lines).encode(),
+        capture_output=True, timeout=TIMEOUT, env=dict(os.environ, PYTHONSTARTUP=""))
     stdout = proc.stdout.decode()
     stderr = proc.stderr.decode()
-    prompts = _PROMPTS.findall(stdout)
-    # code.interact() writes its prompts to stdout (input() with a pipe), names the
-    # input "<console>" and writes a newline at the end of input.
-    stdout = _PROMPTS.sub("", stdout)
-    stderr = stderr.replace('File "<console>"', 'File "<stdin>"')
+    # With stdin a pipe, python -i writes its prompts to stderr, and a newline at
+    # the end of input.
+    prompts = _PROMPTS.findall(stderr)
+    stderr = _PROMPTS.sub("", stderr)
     assert stderr.endswith("\n")
     return stdout, stderr[:-1], prompts
 

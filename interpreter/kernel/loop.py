@@ -163,6 +163,8 @@ class KernelLoop:
                     self._run_line(payload)
                 elif kind == "control":
                     self._control(payload)
+                elif kind == "eof" and self.console.buffer:
+                    self._run_line(None)   # it ends the statement typed so far
                 elif kind == "eof":
                     _debug("end of stdin at the prompt")
                     return 0
@@ -216,7 +218,7 @@ class KernelLoop:
         self._next_pump = time.monotonic() + self._pump_interval
 
     def _run_line(self, line):
-        if line.endswith("\n"):
+        if line is not None and line.endswith("\n"):
             line = line[:-1]
         self.run_id = None
         self._more = self.console.push_line(line)
