@@ -84,7 +84,7 @@ def request_like(rng, channel):
 def good_request(rng, channel, ident):
     """A request of `channel` that the kernel must accept, whose run does nothing harmful."""
     if channel == ToKernel.CONTROL:
-        return {"type": "execute", "id": ident, "source": "_fuzz_runs = _fuzz_runs + 1",
+        return {"type": "execute", "id": ident, "source": "fuzz_runs = fuzz_runs + 1",
                 "filename": None, "lineno": rng.randint(1, 1000)}
     return rng.choice([
         {"type": "complete", "id": ident, "code": "_fuzz", "cursor": rng.choice([None, 5])},
