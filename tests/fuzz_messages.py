@@ -112,7 +112,8 @@ def message(rng, channel):
         depth = rng.choice([50, 101, 1000, 100000])
         return "[" * depth + "]" * depth if rng.random() < 0.5 else '{"a":' * depth
     if roll < 0.95:
-        big = rng.choice(["x" * 100000, "[" * 300000, '"\\' * 100000, "9" * 5000])
+        big = rng.choice(["x" * 100000, "x" * 100000 + " ", "[" * 300000, '"\\' * 100000,
+                          "9" * 5000])
         return json.dumps({"type": rng.choice(sorted(REQUESTS[channel])), "id": 1,
                            "source": big, "code": big, "expr": big})[:rng.choice([None, 50000])]
     return rng.choice(["null", "[]", "0", '""', "{}", "true", " ", "\ufeff{}", "NaN",

@@ -260,6 +260,18 @@ def test_bad_introspection_requests_get_an_error_reply(client):
     _check_namespace_kept(client, kept)
 
 
+def test_completion_of_a_long_line_is_answered(current_client):
+    # complete() found the word before the cursor with re.search(r"[\w.]*$"),
+    # quadratic in the line's length: this request held the introspection thread
+    # for minutes, and every request after it waited.
+    client = current_client
+    code = "x" * 200000 + " "
+    assert client.introspect(json.dumps({"type": "complete", "id": 1, "code": code})) == {
+        "id": 1, "result": []}
+    assert "print" in client.introspect(json.dumps(
+        {"type": "complete", "id": 2, "code": "pri"}))["result"]
+
+
 # -- the rest of the wire -----------------------------------------------------------------
 
 def test_end_of_the_control_channel_leaves_console_and_introspection(client):
