@@ -7,6 +7,7 @@ client's receiving channel 2.
 """
 
 import json
+import os
 import re
 from enum import IntEnum
 
@@ -92,19 +93,22 @@ class Field:
 
     kinds: a tuple of str, int and None (JSON null). For an int, low..high
     bounds its value; high may name a string field whose length is the bound.
-    A str may have to be free of NUL characters (file names). A field that is
-    absent takes `default`.
+    A str that is a `path` must be a file name this system can pass to the OS:
+    no NUL, and os.fsencode() takes it (no lone surrogates except U+DC80..U+DCFF,
+    which stand for undecodable bytes; others would make the kernel drop every
+    traceback naming the file). A field that is absent takes `default`.
     """
 
-    def __init__(self, kinds, default, low=None, high=None, nul=True):
+    def __init__(self, kinds, default, low=None, high=None, path=False):
         self.kinds, self.default = kinds, default
-        self.low, self.high, self.nul = low, high, nul
+        self.low, self.high, self.path = low, high, path
 
     def describe(self, request=None):
         """What the field must be, for an error message."""
         parts = []
         if str in self.kinds:
-            parts.append("a string" + ("" if self.nul else " without NUL characters"))
+            parts.append("a file name (a string without NUL characters that os.fsencode() "
+                         "accepts)" if self.path else "a string")
         if int in self.kinds:
             high = self.high
             if isinstance(high, str):
@@ -121,7 +125,7 @@ class Field:
 CONTROL_REQUESTS = {
     EXECUTE: {
         "source": Field((str,), ""),
-        "filename": Field((str, None), None, nul=False),
+        "filename": Field((str, None), None, path=True),
         "lineno": Field((int,), 1, low=1, high=MAX_LINENO),
     },
     POSTMORTEM: {},
@@ -179,7 +183,7 @@ def _got(value):
 def _check_field(name, field, value, request):
     """The error text for a field's value, or None if it is good."""
     if (value is None and None in field.kinds) or (
-            isinstance(value, str) and str in field.kinds and (field.nul or "\0" not in value)):
+            isinstance(value, str) and str in field.kinds and (not field.path or _is_path(value))):
         return None
     if isinstance(value, int) and not isinstance(value, bool) and int in field.kinds:
         high = field.high
@@ -188,6 +192,16 @@ def _check_field(name, field, value, request):
         if field.low <= value <= high:
             return None
     return "%r must be %s, %s" % (name, field.describe(request), _got(value))
+
+
+def _is_path(text):
+    if "\0" in text:
+        return False
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        return False
+    return True
 
 
 def _check_id(value, required):

@@ -179,6 +179,10 @@ def _check_namespace_kept(client, expected, runs=0):
 
 # -- the named bad cases -----------------------------------------------------------------
 
+BAD_FILENAME = ("execute: 'filename' must be a file name (a string without NUL characters "
+                "that os.fsencode() accepts) or null, ")
+
+
 BAD_EXECUTES = [
     ({"source": 5}, "execute: 'source' must be a string, got integer 5"),
     ({"lineno": "x"}, "execute: 'lineno' must be an integer from 1 to 10000000, got string \"x\""),
@@ -186,12 +190,10 @@ BAD_EXECUTES = [
     ({"lineno": 0}, "execute: 'lineno' must be an integer from 1 to 10000000, got integer 0"),
     ({"lineno": 10 ** 30}, "execute: 'lineno' must be an integer from 1 to 10000000, "
                            "got integer 1000000000000000000000000000000"),
-    ({"filename": 7}, "execute: 'filename' must be a string without NUL characters or null, "
-                      "got integer 7"),
-    ({"filename": {}}, "execute: 'filename' must be a string without NUL characters or null, "
-                       "got object"),
-    ({"filename": "a\0b"}, "execute: 'filename' must be a string without NUL characters or "
-                           "null, got string \"a\\u0000b\""),
+    ({"filename": 7}, BAD_FILENAME + "got integer 7"),
+    ({"filename": {}}, BAD_FILENAME + "got object"),
+    ({"filename": "\ud800.py"}, BAD_FILENAME + "got string \"\\ud800.py\""),
+    ({"filename": "a\0b"}, BAD_FILENAME + "got string \"a\\u0000b\""),
 ]
 
 

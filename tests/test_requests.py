@@ -38,6 +38,8 @@ def test_execute_is_normalised_with_defaults_and_unknown_fields_dropped():
     assert parse_request(CONTROL, execute(filename="/a/b.py", lineno=protocol.MAX_LINENO)) == (
         {"type": "execute", "id": 1, "source": "x = 1", "filename": "/a/b.py",
          "lineno": protocol.MAX_LINENO}, None)
+    for name in ("\udc80.py", "é/ü.py", "<block-3>", ""):  # undecodable bytes pass as U+DCxx
+        assert parse_request(CONTROL, execute(filename=name))[0]["filename"] == name
     assert parse_request(CONTROL, '{"type": "postmortem", "id": "pm"}') == (
         {"type": "postmortem", "id": "pm"}, None)
 
@@ -60,6 +62,10 @@ def test_ids_at_their_bounds_are_accepted():
 
 # -- the cases of the hardening issue, and their neighbours --------------------------------
 
+BAD_FILENAME = ("execute: 'filename' must be a file name (a string without NUL characters "
+                "that os.fsencode() accepts) or null, ")
+
+
 @pytest.mark.parametrize("fields, expected", [
     ({"source": 5}, "execute: 'source' must be a string, got integer 5"),
     ({"source": None}, "execute: 'source' must be a string, got null"),
@@ -73,12 +79,10 @@ def test_ids_at_their_bounds_are_accepted():
     ({"lineno": True}, "execute: 'lineno' must be an integer from 1 to 10000000, got boolean true"),
     ({"lineno": 2.0}, "execute: 'lineno' must be an integer from 1 to 10000000, got number 2.0"),
     ({"lineno": None}, "execute: 'lineno' must be an integer from 1 to 10000000, got null"),
-    ({"filename": 7}, "execute: 'filename' must be a string without NUL characters or null, "
-                      "got integer 7"),
-    ({"filename": {}}, "execute: 'filename' must be a string without NUL characters or null, "
-                       "got object"),
-    ({"filename": "a\0b"}, "execute: 'filename' must be a string without NUL characters or null, "
-                           "got string \"a\\u0000b\""),
+    ({"filename": 7}, BAD_FILENAME + "got integer 7"),
+    ({"filename": {}}, BAD_FILENAME + "got object"),
+    ({"filename": "\ud800.py"}, BAD_FILENAME + "got string \"\\ud800.py\""),
+    ({"filename": "a\0b"}, BAD_FILENAME + "got string \"a\\u0000b\""),
 ])
 def test_bad_execute_fields_are_named(fields, expected):
     request, error = refused(CONTROL, execute(**fields))
