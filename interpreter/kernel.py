@@ -418,9 +418,12 @@ class Kernel:
             return
         try:
             self._CONTROL[request["type"]](self, request)
-        except Exception:  # a bug of the kernel's own must not end the user's session
-            self.console.showtraceback()
-            self.stderr.write("kernel: internal error handling a %s request\n" % request["type"])
+        except Exception as bug:  # of the kernel's own: it must not end the user's session
+            import traceback
+            self.stderr.write("kernel: internal error in the %s request:\n" % request["type"])
+            traceback.print_exc(file=self.stderr)
+            self.run_id = request["id"]
+            self.console.error = type(bug).__name__
             self._end()
 
     def _execute(self, request):

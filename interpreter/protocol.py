@@ -4,6 +4,11 @@ Defined once here and documented in docs/protocol.md. The kernel is the
 process running user code; the client is the editor side that spawned it.
 Channel numbers are per direction: the kernel's sending channel 2 is the
 client's receiving channel 2.
+
+Requests are checked here too, without IO: CONTROL_REQUESTS and
+INTROSPECT_REQUESTS are the schema (per request type: its fields, their JSON
+types, ranges and defaults), and parse_request() turns a received message into
+a normalised request or one line of text naming what was wrong.
 """
 
 import json

@@ -275,6 +275,24 @@ def test_completion_of_a_long_line_is_answered(current_client):
         {"type": "complete", "id": 2, "code": "pri"}))["result"]
 
 
+def test_an_internal_error_in_a_request_ends_its_run_not_the_kernel(client):
+    kept = _with_namespace(client)
+    # Break the kernel's console from user code: the next execute fails inside the kernel.
+    out, err, ready = client.run(
+        "import gc\n"
+        "console_ = [o for o in gc.get_objects() if type(o).__name__ == 'KernelConsole'][0]\n"
+        "console_.run_block = None", "break")
+    assert ready["error"] is None, err
+    statuses = client.answer_to(json.dumps({"type": "execute", "id": "x", "source": "1"}))
+    assert [(s["status"], s["id"]) for s in statuses] == [("busy", "x"), ("ready", "x")]
+    assert statuses[-1]["error"] == "TypeError"
+    out, err = client.take_output()
+    assert err.startswith("kernel: internal error in the execute request:\nTraceback"), err
+    assert client.line("del console_.run_block\n")["error"] is None
+    assert client.line("del console_\n")["error"] is None
+    _check_namespace_kept(client, kept)
+
+
 # -- the rest of the wire -----------------------------------------------------------------
 
 def test_end_of_the_control_channel_leaves_console_and_introspection(client):
