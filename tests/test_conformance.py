@@ -215,7 +215,7 @@ def test_no_key_exits_with_code_2(python):
 
 def test_execute_echoes_the_last_expression_statement(session):
     _, client = session
-    ident = {"any": ["json", 1]}
+    ident = "run-\u00e9-1"   # ids are integers or strings, echoed unchanged
     statuses, stdout, stderr = execute(client, "x = 6\nx * 7", ident)
     assert statuses == [busy(1, ident), ready(1, ident)]
     assert (stdout, stderr) == ("42\n", "")
@@ -250,10 +250,15 @@ def test_execute_requests_queue_while_busy(session):
     assert client.text(STDOUT) == "second\n"
 
 
-def test_binary_control_message_is_dropped(session):
+def test_binary_control_message_is_refused(session):
     _, client = session
     client.send_message(CONTROL, json.dumps({"type": "execute", "id": 1, "source": "print(1)"}),
                         text=False)
+    statuses = client.statuses_until(lambda s: s["status"] == "ready")
+    assert [s["status"] for s in statuses] == ["error", "ready"]
+    assert statuses[0]["id"] is None and "binary" in statuses[0]["error"]
+    assert statuses[1] == ready(0, None, error="InvalidRequest")   # nothing ran
+    assert "kernel: " in client.text(STDERR) and client.text(STDOUT) == ""
     statuses, stdout, _ = execute(client, "print(2)", 2)
     assert statuses == [busy(1, 2), ready(1, 2)]
     assert stdout == "2\n"
@@ -275,7 +280,8 @@ def test_completion_cursor_counts_code_points(session):
     result = json.loads(client.next_message(REPLIES))["result"]
     assert "os.path" in result and "os.pipe" not in result                 # "os.pa"
     client.send_json(INTROSPECT, {"type": "bogus", "id": 4})
-    assert json.loads(client.next_message(REPLIES)) == {"id": 4, "result": None}
+    reply = json.loads(client.next_message(REPLIES))
+    assert reply["id"] == 4 and reply["result"] is None and "unknown request type" in reply["error"]
 
 
 # -- stdin -------------------------------------------------------------------

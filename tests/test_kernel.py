@@ -636,7 +636,9 @@ def test_completion_while_busy(kernel):
 
 def test_introspection_survives_bad_requests(kernel):
     kernel.requests.write("not json")
-    assert json.loads(kernel.replies.read_one(block=TIMEOUT)) == {"id": None, "result": None}
+    reply = json.loads(kernel.replies.read_one(block=TIMEOUT))
+    assert (reply["id"], reply["result"]) == (None, None) and reply["error"].startswith(
+        "introspect: not JSON")
     assert kernel.introspect({"type": "complete", "code": None}) == []
     assert kernel.introspect({"type": "signature", "expr": "no_such_name"}) is None
     assert kernel.introspect({"type": "whatever"}) is None

@@ -38,7 +38,7 @@ _IMPORT = r"import\s+(?:[\w.]+(?:\s+as\s+\w+)?\s*,\s*)*([\w.]*)$"
 _FROM_MODULE = r"from\s+([\w.]*)$"
 _FROM_KEYWORD = r"from\s+[\w.]+\s+(\w*)$"
 _FROM_NAMES = r"from\s+([\w.]+)\s+import\s+\(?\s*(?:\w+(?:\s+as\s+\w+)?\s*,\s*)*(\w*)$"
-_TOKEN = r"[\w.]*$"
+_TOKEN = r"[\w.]*"  # matched on the reversed line: a search for r"[\w.]*$" is quadratic
 
 _top_modules = {}  # tuple(sys.path) -> set of top-level module names
 
@@ -65,7 +65,7 @@ def complete(namespace, code, cursor=None):
         statement = line.rsplit(";", 1)[-1].lstrip()
         if re.match(r"(import|from)\b", statement):
             return _import_matches(statement)
-        token = re.search(_TOKEN, line).group()
+        token = re.match(_TOKEN, line[::-1]).group()[::-1]
         parts = token.split(".")
         if not all(part.isidentifier() for part in parts[:-1]):
             return []

@@ -5,13 +5,13 @@ thread runs user code.
 The answers come from introspect.py, which is loaded under a private module
 name (install.load_private) so that user code may have a module of its own
 called `interpreter`. One reply per request, with the request's id; a request
-that fails gets an empty answer.
+that fails gets an empty answer; a malformed one an error (protocol.parse_request).
 """
 
 import threading
 
 from .. import protocol
-from ..protocol import FromKernel
+from ..protocol import FromKernel, ToKernel
 from .debug import debug as _debug
 from .install import load_private
 
@@ -55,26 +55,28 @@ class IntrospectionServer:
                 _debug("introspection failed: %r", error)
 
     def _answer(self, introspect, text):
-        try:
-            request = protocol.decode(text)
-        except ValueError:
-            return protocol.encode({"id": None, "result": None})
-        kind = request.get("type")
+        """The reply (JSON text) to one INTROSPECT message; a refused one gets "error"."""
+        request, error = protocol.parse_request(ToKernel.INTROSPECT, text)
+        kind = request["type"]
         empty = [] if kind in (protocol.COMPLETE, protocol.NAMESPACE) else None
+        if error is not None:
+            _debug("refused an introspection message: %s", error)
+            return protocol.encode({"id": request["id"], "result": empty, "error": error})
         result = empty
         try:
             if introspect is not None and self.namespace is not None:
-                ns = self.namespace
-                if kind == protocol.COMPLETE:
-                    result = list(introspect.complete(ns, request.get("code", ""),
-                                                      request.get("cursor")))
-                elif kind == protocol.SIGNATURE:
-                    result = introspect.signature(ns, request.get("expr", ""))
-                elif kind == protocol.DOC:
-                    result = introspect.doc(ns, request.get("expr", ""))
-                elif kind == protocol.NAMESPACE:
-                    result = [list(row) for row in introspect.namespace_listing(ns)]
-            return protocol.encode({"id": request.get("id"), "result": result})
+                result = self._ANSWERS[kind](introspect, self.namespace, request)
+            return protocol.encode({"id": request["id"], "result": result})
         except Exception as error:
             _debug("introspection request %r failed: %r", kind, error)
-            return protocol.encode({"id": request.get("id"), "result": empty})
+            return protocol.encode({"id": request["id"], "result": empty})
+
+    _ANSWERS = {
+        protocol.COMPLETE: lambda introspect, ns, request: list(
+            introspect.complete(ns, request["code"], request["cursor"])),
+        protocol.SIGNATURE: lambda introspect, ns, request: introspect.signature(
+            ns, request["expr"]),
+        protocol.DOC: lambda introspect, ns, request: introspect.doc(ns, request["expr"]),
+        protocol.NAMESPACE: lambda introspect, ns, request: [
+            list(row) for row in introspect.namespace_listing(ns)],
+    }

@@ -32,7 +32,7 @@ import time
 from channels import interrupts
 
 from .. import protocol
-from ..protocol import FromKernel
+from ..protocol import FromKernel, ToKernel
 from . import install
 from .debug import debug as _debug
 from .introspection import IntrospectionServer
@@ -180,7 +180,6 @@ class KernelLoop:
     def _next_input(self):
         """Wait for the next console line or control request: (kind, payload)."""
         link = self.primary
-        waited = [link.stdin, link.control]
         while True:
             if self.lost or not link.channels.is_connected:
                 return "lost", None
@@ -188,19 +187,16 @@ class KernelLoop:
             if line is not None:
                 self._owe_ready = True
                 return ("line", line) if line else ("eof", None)
+            # Every message, good or not, is answered (see _control); _control checks it.
             message = link.control.read_one(block=False)
-            if isinstance(message, str) and message:
-                try:
-                    request = protocol.decode(message)
-                except ValueError:
-                    _debug("ignoring a malformed control message %r", message[:200])
-                    continue
-                _debug("control request %s", message[:100])
+            if message:
+                _debug("control message %r", message[:100])
                 self._owe_ready = True
-                return "control", request
-            if link.control.closed:
-                _debug("control channel ended")
-                return "lost", None
+                return "control", message
+            # A client that ended the control channel sends no more blocks; console
+            # lines and introspection go on (the end of stdin or of the connection ends the
+            # kernel, not this).
+            waited = [link.stdin] if link.control.closed else [link.stdin, link.control]
             timeout = self._pump_interval if self._pump is not None else IDLE_TIMEOUT
             link.channels.wait_any(waited, timeout)
             if self._pump is not None and time.monotonic() >= self._next_pump:
@@ -257,28 +253,43 @@ class KernelLoop:
             signal.signal(signal.SIGINT, self._sigint_handler)
             pdb.Pdb._previous_sigint_handler = None
 
-    def _control(self, request):
-        handler = self._CONTROL.get(request.get("type"))
-        if handler is None:
-            self.stderr.write("kernel: unknown control request %r\n" % (request.get("type"),))
+    def _control(self, message):
+        """Handle one CONTROL message (str or bytes): run it, or refuse it saying why.
+
+        Either way exactly one ready follows, with the request's id when it had a
+        good one. A refusal is a status "error" naming the field and what was wrong,
+        also written to stderr (for clients that show only output), then a ready
+        whose "error" is INVALID_REQUEST.
+        """
+        request, error = protocol.parse_request(ToKernel.CONTROL, message)
+        if error is not None:
+            _debug("refused a control message: %s", error)
+            self.run_id = request["id"]
+            self.console.error = protocol.INVALID_REQUEST
+            self.stderr.write("kernel: %s\n" % error)
+            self.reporter.status({"status": protocol.ERROR, "id": request["id"], "error": error})
             self._send_ready()
             return
-        handler(self, request)
+        try:
+            self._CONTROL[request["type"]](self, request)
+        except Exception as bug:  # of the kernel's own: it must not end the user's session
+            import traceback
+            self.stderr.write("kernel: internal error in the %s request:\n" % request["type"])
+            traceback.print_exc(file=self.stderr)
+            self.run_id = request["id"]
+            self.console.error = type(bug).__name__
+            self._end()
 
     def _execute(self, request):
-        source = request.get("source") or ""
-        filename = request.get("filename")
-        try:
-            lineno = max(1, int(request.get("lineno") or 1))
-        except (TypeError, ValueError):
-            lineno = 1
-        self._begin(request.get("id"))
+        filename = request["filename"]
+        self._begin(request["id"])
         name = filename or "<block-%d>" % self.count
-        self.console.run_block(source, name, lineno, set_file=bool(filename))
+        self.console.run_block(request["source"], name, request["lineno"],
+                               set_file=bool(filename))
         self._end()
 
     def _postmortem(self, request):
-        self._begin(request.get("id"))
+        self._begin(request["id"])
         exc = getattr(sys, "last_exc", None)
         tb = exc.__traceback__ if exc is not None else getattr(sys, "last_traceback", None)
         if tb is None:
