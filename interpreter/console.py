@@ -61,6 +61,11 @@ class Console:
         self._reached = {"stdout": 0, "stderr": 0}  # output barriers the printers reached
         self._reading_line = False
         self._matches = []
+        self._ahead = []           # lines of a paste still to send, one per prompt
+        self._statement = []       # the lines of the statement typed so far (ps2 follows)
+        self._statement_prompt = None   # the prompt its first line was typed at
+        self._sent_serial = None   # the kernel's status serial when its last line was sent
+        self._indent = ""          # what the next line starts with (auto-indent)
 
     # -- the one funnel for output ---------------------------------------------
 
@@ -121,6 +126,7 @@ class Console:
             try:
                 self.sync_output()
                 if status == DEAD:
+                    self._ahead, self._statement = [], []
                     code = self._after_death()
                     if code is not None:
                         return code
@@ -128,10 +134,13 @@ class Console:
                 # The kernel writes input()'s and pdb's prompts to its stdout, as
                 # Python does; they are on the screen already. ps1/ps2 are ours.
                 prompt = kernel.prompt
+                if status == protocol.READY:
+                    self._follow_statement(prompt)
                 try:
                     line = self.read_line(prompt if status == protocol.READY else "",
                                           plain=password)
                 except KeyboardInterrupt:
+                    self._ahead, self._statement = [], []
                     self._on_prompt_interrupt(status, prompt)
                     continue
             finally:
@@ -142,10 +151,7 @@ class Console:
                 self._end_input(status)
                 continue
             try:
-                if status == protocol.READY:
-                    kernel.send_line(line)
-                else:
-                    kernel.send_input(line)
+                self._send(status, line)
             except KernelError:
                 continue   # it died: the next wait says so
 
@@ -154,11 +160,16 @@ class Console:
 
         plain: without readline (for passwords: no line editing, no history).
         """
+        if self._ahead:   # the rest of a paste, on the screen already
+            if prompt and not self._statement:   # at ps1 it runs as one block
+                lines, self._ahead = self._ahead, []
+                return "\n".join(lines)
+            return self._ahead.pop(0)
         self._reading_line = True
         try:
             if self.use_readline and not plain:
                 try:
-                    return input(prompt)
+                    return self._input(prompt)
                 except EOFError:
                     return None
             if self.interactive and prompt:
@@ -169,6 +180,57 @@ class Console:
         if not line:
             return None
         return line[:-1] if line.endswith("\n") else line
+
+    def _input(self, prompt):
+        """input() with readline, the line started with the auto-indent (see
+        _follow_statement); a line of blanks then is a blank line, as in 3.13's REPL."""
+        indent, self._indent = self._indent, ""
+        if not indent or not _set_pre_input_hook(lambda: _insert_text(indent)):
+            return input(prompt)
+        try:
+            line = input(prompt)
+        finally:
+            _set_pre_input_hook(None)
+        return line if line.strip() else ""
+
+    def _send(self, status, line):
+        """Send what the user typed (readline gives a bracketed paste as one string).
+
+        A pasted block typed at ps1 runs as one input, as in 3.13's REPL: its
+        blank lines do not end it, the value of a last expression is shown. At
+        ps2 and to input() its lines go one per prompt (see read_line).
+        """
+        kernel = self.kernel
+        lines = line.split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()   # the paste ended with a newline
+        if status != protocol.READY:
+            self._ahead = lines[1:] + self._ahead
+            kernel.send_input(lines[0])
+            return
+        if len(lines) > 1 and not self._statement:
+            kernel.execute("\n".join(lines) + "\n")
+            return
+        self._ahead = lines[1:] + self._ahead
+        self._statement.append(lines[0])
+        self._sent_serial = kernel.status_serial
+        kernel.send_line(lines[0])
+
+    def _follow_statement(self, prompt):
+        """At a ready prompt: does it continue the statement sent so far (ps2)? Then
+        the auto-indent of the next line, as 3.13's REPL indents it.
+
+        The kernel asks for more lines with ps2 right after a line, without running
+        anything: one status message since, and a prompt other than the statement's
+        first one.
+        """
+        self._indent = ""
+        if not (self._statement and prompt != self._statement_prompt
+                and self.kernel.status_serial == self._sent_serial + 1):
+            self._statement, self._statement_prompt = [], prompt
+            return
+        if self.use_readline:
+            self._indent = _auto_indent(self._statement)
 
     def _echo_off(self):
         """Stop the terminal echoing what is typed; returns a function that restores it."""
@@ -319,6 +381,46 @@ def _isatty(stream):
         return False
 
 
+def _auto_indent(lines):
+    """How 3.13's REPL starts the line after lines: the last line's indentation, one
+    level more after a colon (the statement's first indentation, or 4 spaces)."""
+    last = lines[-1]
+    indent = last[:len(last) - len(last.lstrip(" \t"))] if last.strip() else ""
+    if _ends_with_colon(last):
+        unit = next((line[:len(line) - len(line.lstrip(" \t"))] for line in lines
+                     if line[:1] in (" ", "\t") and line.strip()), "    ")
+        indent += unit
+    return indent
+
+
+def _ends_with_colon(line):
+    """Does line end with ':' before its comment? (3.13's _should_auto_indent)"""
+    last = None
+    for char in reversed(line):
+        if last is None:
+            if char not in " \t#":
+                last = char
+        elif char == "#":
+            last = None
+    return last == ":"
+
+
+def _set_pre_input_hook(hook):
+    """readline's pre-input hook (False where readline has none, e.g. libedit builds)."""
+    import readline
+    setter = getattr(readline, "set_pre_input_hook", None)
+    if setter is None:
+        return False
+    setter(hook)
+    return True
+
+
+def _insert_text(text):
+    import readline
+    readline.insert_text(text)
+    readline.redisplay()
+
+
 def _setup_readline(console):
     """Line editing, history and Tab completion; False if readline is missing."""
     try:
@@ -331,6 +433,10 @@ def _setup_readline(console):
         readline.parse_and_bind("bind ^I rl_complete")
     else:
         readline.parse_and_bind("tab: complete")
+        # A terminal then marks a paste, and readline returns it as one string with
+        # its newlines (Python turns this off; a dumb terminal, e.g. Emacs', has none).
+        if os.environ.get("TERM", "dumb") != "dumb":
+            readline.parse_and_bind("set enable-bracketed-paste on")
     return True
 
 
