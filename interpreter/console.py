@@ -37,6 +37,9 @@ _TOKEN = re.compile(r"[\w.]*$")   # the word the kernel completes (see introspec
 # Readline's word delimiters without "." so "os.pa" is one word, like the kernel's.
 _DELIMS = " \t\n`~!@#$%^&*()-=+[{]}\\|;:'\",<>/?"
 _SYNC_TIMEOUT = 1.0   # the longest a prompt waits for the printers to catch up
+# The first and last "completions" python.el's native completion reads (python.el
+# python-shell-completion-native-setup): its output ends at the second.
+_EMACS_DUMMIES = ("0__dummy_completion__", "1__dummy_completion__")
 
 
 class Console:
@@ -66,6 +69,10 @@ class Console:
         self._statement_prompt = None   # the prompt its first line was typed at
         self._sent_serial = None   # the kernel's status serial when its last line was sent
         self._indent = ""          # what the next line starts with (auto-indent)
+        # In an Emacs comint buffer (python.el's run-python in a pty), Tab answers
+        # python.el's native completion (see _emacs_completions).
+        self.emacs_native_completion = (self.use_readline and "comint" in
+                                        os.environ.get("INSIDE_EMACS", "").split(","))
 
     # -- the one funnel for output ---------------------------------------------
 
@@ -340,15 +347,26 @@ class Console:
             line = readline.get_line_buffer()
             cursor = readline.get_endidx()
             self._matches = []
-            if not line[:cursor].strip():
+            if not line[:cursor].strip() and not self.emacs_native_completion:
                 self._matches = ["\t"] if state == 0 and not text else []
-            else:
+            elif line[:cursor].strip():
                 token = _TOKEN.search(line[:cursor]).group()
                 head = text[:len(text) - len(token)] if text.endswith(token) else ""
                 self._matches = [head + match for match in self.kernel.complete(line, cursor)]
+            if self.emacs_native_completion:
+                self._matches = self._emacs_completions(self._matches)
         if state < len(self._matches):
             return self._matches[state]
         return None
+
+    def _emacs_completions(self, matches):
+        """Completions as python.el's native completion wants them (its wrapper of the
+        completer, __PYTHON_EL_Completer): the candidates printed one a line, without
+        a callable's "(", and readline given two dummies that leave the line as it is
+        and that it lists at once (show-all-if-ambiguous), which ends the output."""
+        self.write("".join((match[:-1] if match.endswith("(") else match) + "\n"
+                           for match in matches))
+        return list(_EMACS_DUMMIES)
 
     def _install_sigint(self):
         """Ctrl-C: KeyboardInterrupt while reading a line, else interrupt the kernel."""
@@ -437,6 +455,10 @@ def _setup_readline(console):
         # its newlines (Python turns this off; a dumb terminal, e.g. Emacs', has none).
         if os.environ.get("TERM", "dumb") != "dumb":
             readline.parse_and_bind("set enable-bracketed-paste on")
+        if "comint" in os.environ.get("INSIDE_EMACS", "").split(","):
+            # What python.el's native completion sets up in CPython's readline.
+            readline.parse_and_bind("set show-all-if-ambiguous on")
+            readline.parse_and_bind("set completion-prefix-display-length 0")
     return True
 
 
