@@ -236,7 +236,7 @@ class Console:
                 and self.kernel.status_serial == self._sent_serial + 1):
             self._statement, self._statement_prompt = [], prompt
             return
-        if self.use_readline:
+        if self.use_readline and _smart_terminal():
             self._indent = _auto_indent(self._statement)
 
     def _echo_off(self):
@@ -399,6 +399,12 @@ def _isatty(stream):
         return False
 
 
+def _smart_terminal():
+    """Not a dumb terminal (Emacs' comint is one): 3.13's REPL falls back to its
+    basic one there, without auto-indent or bracketed paste; so does the console."""
+    return os.environ.get("TERM", "dumb") != "dumb"
+
+
 def _auto_indent(lines):
     """How 3.13's REPL starts the line after lines: the last line's indentation, one
     level more after a colon (the statement's first indentation, or 4 spaces)."""
@@ -453,7 +459,7 @@ def _setup_readline(console):
         readline.parse_and_bind("tab: complete")
         # A terminal then marks a paste, and readline returns it as one string with
         # its newlines (Python turns this off; a dumb terminal, e.g. Emacs', has none).
-        if os.environ.get("TERM", "dumb") != "dumb":
+        if _smart_terminal():
             readline.parse_and_bind("set enable-bracketed-paste on")
         if "comint" in os.environ.get("INSIDE_EMACS", "").split(","):
             # What python.el's native completion sets up in CPython's readline.

@@ -112,6 +112,14 @@
       (python-shell-send-string "fail()"))
     (pyel-wait-prompt mark)))
 
+;; -- a block typed in the shell buffer (no auto-indent in a dumb terminal, as 3.13)
+(pyel-step "typed-block"
+  (let ((mark (pyel-mark)))
+    (dolist (line '("for i in range(2):\n" "    print(i)\n" "\n"))
+      (comint-send-string pyel-proc line)
+      (pyel-wait (lambda () (string-match-p "\\(>>>\\|\\.\\.\\.\\) \\'" (pyel-since mark))) 20))
+    (pyel-wait-prompt mark)))
+
 ;; -- input()
 (pyel-step "input"
   (let ((mark (pyel-mark)))

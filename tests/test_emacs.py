@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SESSION = os.path.join(ROOT, "tests", "python_el_session.el")
 EMACS = shutil.which("emacs")
 TIMEOUT = 120
+PY38 = os.path.expanduser("~/.pyenv/versions/3.8.18/bin/python")   # a kernel on the oldest
 
 pytestmark = pytest.mark.skipif(EMACS is None, reason="emacs is not installed "
                                 "(apt-get install emacs-nox)")
@@ -64,6 +65,7 @@ def check_session(results, path):
     text = results["string-traceback"]
     assert 'File "%s", line 5, in fail\n    return 1 / 0\n' % path in text
     assert text.endswith("ZeroDivisionError: division by zero\n>>> ")
+    assert results["typed-block"].endswith("... 0\n1\n>>> ")   # no auto-indent there
     assert results["input"] == "name is Bob"
     assert "KeyboardInterrupt\n>>> " in results["interrupt"]
     assert results["alive"] == "alive"
@@ -75,8 +77,14 @@ def check_session(results, path):
     assert results["exit"] == "exit 0"
 
 
-def test_run_python_in_a_pty(tmp_path):
-    results = run_session(tmp_path, "-m interpreter")
+@pytest.mark.parametrize("kernel_python", [None, PY38])
+def test_run_python_in_a_pty(tmp_path, kernel_python):
+    args = "-m interpreter"
+    if kernel_python is not None:
+        if not os.path.exists(kernel_python):
+            pytest.skip("no %s" % kernel_python)
+        args += " --python " + kernel_python
+    results = run_session(tmp_path, args)
     check_session(results, tmp_path / "mod.py")
     assert results["native-enabled"] == "yes"   # python.el's probe of readline passed
     assert results["native-completion"] == "divmod"
