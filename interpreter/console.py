@@ -9,7 +9,12 @@ everything the kernel printed before its prompt is on the screen first.
 
 With stdin a terminal: readline line editing and history, Tab completion from
 the kernel, Ctrl-C interrupts the kernel while it is busy (at the prompt it
-discards the line), Ctrl-D ends the session. With stdin not a terminal the
+discards the line), Ctrl-D ends the session. As in 3.13's REPL, a block pasted
+at ps1 (bracketed paste: readline returns it as one string) runs as one input,
+blank lines and all, and a line after one that needs more starts indented
+(both not in a dumb terminal, where 3.13 falls back to its basic REPL). In an
+Emacs shell buffer (python.el's run-python), Tab answers python.el's native
+completion. With stdin not a terminal the
 lines run as `python -i` would run them, without prompts, and the console
 exits with the kernel's exit code; `-i` makes it interactive anyway: the
 banner, and the prompts on stderr, as `python -i` writes them to a pipe

@@ -77,9 +77,9 @@ def check_session(results, path):
     assert results["exit"] == "exit 0"
 
 
-@pytest.mark.parametrize("kernel_python", [None, PY38])
-def test_run_python_in_a_pty(tmp_path, kernel_python):
-    args = "-m interpreter"
+@pytest.mark.parametrize("args, kernel_python", [("-m interpreter", None),
+                                                  ("-i -m interpreter", PY38)])
+def test_run_python_in_a_pty(tmp_path, args, kernel_python):
     if kernel_python is not None:
         if not os.path.exists(kernel_python):
             pytest.skip("no %s" % kernel_python)
