@@ -156,3 +156,18 @@ def test_no_auto_indent_on_pipes():
                        input="if 1:\nprint(3)\n\n", capture_output=True, text=True,
                        timeout=30, env=ENV, cwd=ROOT)
     assert "IndentationError" in r.stderr
+
+
+@pytest.mark.parametrize("lines, indent", [
+    (["if x:"], "    "),
+    (["if x:  # why"], "    "),
+    (["s = '#'  # a colon after a comment:"], ""),
+    (["def f():", "  if x:"], "    "),          # the block's first indentation, again
+    (["def f():", "\tx = 1"], "\t"),
+    (["for i in y:", "    x = i"], "    "),
+    (["for i in y:", "    "], ""),              # a blank line: no indentation to copy
+    (["x = 1"], ""),
+])
+def test_auto_indent_rules_of_313(lines, indent):
+    from interpreter.console import _auto_indent
+    assert _auto_indent(lines) == indent
