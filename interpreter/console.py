@@ -9,7 +9,12 @@ everything the kernel printed before its prompt is on the screen first.
 
 With stdin a terminal: readline line editing and history, Tab completion from
 the kernel, Ctrl-C interrupts the kernel while it is busy (at the prompt it
-discards the line), Ctrl-D ends the session. With stdin not a terminal the
+discards the line), Ctrl-D ends the session. As in 3.13's REPL, a block pasted
+at ps1 (bracketed paste: readline returns it as one string) runs as one input,
+blank lines and all, and a line after one that needs more starts indented
+(both not in a dumb terminal, where 3.13 falls back to its basic REPL). In an
+Emacs shell buffer (python.el's run-python), Tab answers python.el's native
+completion. With stdin not a terminal the
 lines run as `python -i` would run them, without prompts, and the console
 exits with the kernel's exit code; `-i` makes it interactive anyway: the
 banner, and the prompts on stderr, as `python -i` writes them to a pipe
@@ -37,6 +42,9 @@ _TOKEN = re.compile(r"[\w.]*$")   # the word the kernel completes (see introspec
 # Readline's word delimiters without "." so "os.pa" is one word, like the kernel's.
 _DELIMS = " \t\n`~!@#$%^&*()-=+[{]}\\|;:'\",<>/?"
 _SYNC_TIMEOUT = 1.0   # the longest a prompt waits for the printers to catch up
+# The first and last "completions" python.el's native completion reads (python.el
+# python-shell-completion-native-setup): its output ends at the second.
+_EMACS_DUMMIES = ("0__dummy_completion__", "1__dummy_completion__")
 
 
 class Console:
@@ -61,6 +69,15 @@ class Console:
         self._reached = {"stdout": 0, "stderr": 0}  # output barriers the printers reached
         self._reading_line = False
         self._matches = []
+        self._ahead = []           # lines of a paste still to send, one per prompt
+        self._statement = []       # the lines of the statement typed so far (ps2 follows)
+        self._statement_prompt = None   # the prompt its first line was typed at
+        self._sent_serial = None   # the kernel's status serial when its last line was sent
+        self._indent = ""          # what the next line starts with (auto-indent)
+        # In an Emacs comint buffer (python.el's run-python in a pty), Tab answers
+        # python.el's native completion (see _emacs_completions).
+        self.emacs_native_completion = (self.use_readline and "comint" in
+                                        os.environ.get("INSIDE_EMACS", "").split(","))
 
     # -- the one funnel for output ---------------------------------------------
 
@@ -121,6 +138,7 @@ class Console:
             try:
                 self.sync_output()
                 if status == DEAD:
+                    self._ahead, self._statement = [], []
                     code = self._after_death()
                     if code is not None:
                         return code
@@ -128,10 +146,13 @@ class Console:
                 # The kernel writes input()'s and pdb's prompts to its stdout, as
                 # Python does; they are on the screen already. ps1/ps2 are ours.
                 prompt = kernel.prompt
+                if status == protocol.READY:
+                    self._follow_statement(prompt)
                 try:
                     line = self.read_line(prompt if status == protocol.READY else "",
                                           plain=password)
                 except KeyboardInterrupt:
+                    self._ahead, self._statement = [], []
                     self._on_prompt_interrupt(status, prompt)
                     continue
             finally:
@@ -142,10 +163,7 @@ class Console:
                 self._end_input(status)
                 continue
             try:
-                if status == protocol.READY:
-                    kernel.send_line(line)
-                else:
-                    kernel.send_input(line)
+                self._send(status, line)
             except KernelError:
                 continue   # it died: the next wait says so
 
@@ -154,11 +172,16 @@ class Console:
 
         plain: without readline (for passwords: no line editing, no history).
         """
+        if self._ahead:   # the rest of a paste, on the screen already
+            if prompt and not self._statement:   # at ps1 it runs as one block
+                lines, self._ahead = self._ahead, []
+                return "\n".join(lines)
+            return self._ahead.pop(0)
         self._reading_line = True
         try:
             if self.use_readline and not plain:
                 try:
-                    return input(prompt)
+                    return self._input(prompt)
                 except EOFError:
                     return None
             if self.interactive and prompt:
@@ -169,6 +192,57 @@ class Console:
         if not line:
             return None
         return line[:-1] if line.endswith("\n") else line
+
+    def _input(self, prompt):
+        """input() with readline, the line started with the auto-indent (see
+        _follow_statement); a line of blanks then is a blank line, as in 3.13's REPL."""
+        indent, self._indent = self._indent, ""
+        if not indent or not _set_pre_input_hook(lambda: _insert_text(indent)):
+            return input(prompt)
+        try:
+            line = input(prompt)
+        finally:
+            _set_pre_input_hook(None)
+        return line if line.strip() else ""
+
+    def _send(self, status, line):
+        """Send what the user typed (readline gives a bracketed paste as one string).
+
+        A pasted block typed at ps1 runs as one input, as in 3.13's REPL: its
+        blank lines do not end it, the value of a last expression is shown. At
+        ps2 and to input() its lines go one per prompt (see read_line).
+        """
+        kernel = self.kernel
+        lines = line.split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()   # the paste ended with a newline
+        if status != protocol.READY:
+            self._ahead = lines[1:] + self._ahead
+            kernel.send_input(lines[0])
+            return
+        if len(lines) > 1 and not self._statement:
+            kernel.execute("\n".join(lines) + "\n")
+            return
+        self._ahead = lines[1:] + self._ahead
+        self._statement.append(lines[0])
+        self._sent_serial = kernel.status_serial
+        kernel.send_line(lines[0])
+
+    def _follow_statement(self, prompt):
+        """At a ready prompt: does it continue the statement sent so far (ps2)? Then
+        the auto-indent of the next line, as 3.13's REPL indents it.
+
+        The kernel asks for more lines with ps2 right after a line, without running
+        anything: one status message since, and a prompt other than the statement's
+        first one.
+        """
+        self._indent = ""
+        if not (self._statement and prompt != self._statement_prompt
+                and self.kernel.status_serial == self._sent_serial + 1):
+            self._statement, self._statement_prompt = [], prompt
+            return
+        if self.use_readline and _smart_terminal():
+            self._indent = _auto_indent(self._statement)
 
     def _echo_off(self):
         """Stop the terminal echoing what is typed; returns a function that restores it."""
@@ -278,15 +352,26 @@ class Console:
             line = readline.get_line_buffer()
             cursor = readline.get_endidx()
             self._matches = []
-            if not line[:cursor].strip():
+            if not line[:cursor].strip() and not self.emacs_native_completion:
                 self._matches = ["\t"] if state == 0 and not text else []
-            else:
+            elif line[:cursor].strip():
                 token = _TOKEN.search(line[:cursor]).group()
                 head = text[:len(text) - len(token)] if text.endswith(token) else ""
                 self._matches = [head + match for match in self.kernel.complete(line, cursor)]
+            if self.emacs_native_completion:
+                self._matches = self._emacs_completions(self._matches)
         if state < len(self._matches):
             return self._matches[state]
         return None
+
+    def _emacs_completions(self, matches):
+        """Completions as python.el's native completion wants them (its wrapper of the
+        completer, __PYTHON_EL_Completer): the candidates printed one a line, without
+        a callable's "(", and readline given two dummies that leave the line as it is
+        and that it lists at once (show-all-if-ambiguous), which ends the output."""
+        self.write("".join((match[:-1] if match.endswith("(") else match) + "\n"
+                           for match in matches))
+        return list(_EMACS_DUMMIES)
 
     def _install_sigint(self):
         """Ctrl-C: KeyboardInterrupt while reading a line, else interrupt the kernel."""
@@ -319,6 +404,52 @@ def _isatty(stream):
         return False
 
 
+def _smart_terminal():
+    """Not a dumb terminal (Emacs' comint is one): 3.13's REPL falls back to its
+    basic one there, without auto-indent or bracketed paste; so does the console."""
+    return os.environ.get("TERM", "dumb") != "dumb"
+
+
+def _auto_indent(lines):
+    """How 3.13's REPL starts the line after lines: the last line's indentation, one
+    level more after a colon (the statement's first indentation, or 4 spaces)."""
+    last = lines[-1]
+    indent = last[:len(last) - len(last.lstrip(" \t"))] if last.strip() else ""
+    if _ends_with_colon(last):
+        unit = next((line[:len(line) - len(line.lstrip(" \t"))] for line in lines
+                     if line[:1] in (" ", "\t") and line.strip()), "    ")
+        indent += unit
+    return indent
+
+
+def _ends_with_colon(line):
+    """Does line end with ':' before its comment? (3.13's _should_auto_indent)"""
+    last = None
+    for char in reversed(line):
+        if last is None:
+            if char not in " \t#":
+                last = char
+        elif char == "#":
+            last = None
+    return last == ":"
+
+
+def _set_pre_input_hook(hook):
+    """readline's pre-input hook (False where readline has none, e.g. libedit builds)."""
+    import readline
+    setter = getattr(readline, "set_pre_input_hook", None)
+    if setter is None:
+        return False
+    setter(hook)
+    return True
+
+
+def _insert_text(text):
+    import readline
+    readline.insert_text(text)
+    readline.redisplay()
+
+
 def _setup_readline(console):
     """Line editing, history and Tab completion; False if readline is missing."""
     try:
@@ -331,6 +462,14 @@ def _setup_readline(console):
         readline.parse_and_bind("bind ^I rl_complete")
     else:
         readline.parse_and_bind("tab: complete")
+        # A terminal then marks a paste, and readline returns it as one string with
+        # its newlines (Python turns this off; a dumb terminal, e.g. Emacs', has none).
+        if _smart_terminal():
+            readline.parse_and_bind("set enable-bracketed-paste on")
+        if "comint" in os.environ.get("INSIDE_EMACS", "").split(","):
+            # What python.el's native completion sets up in CPython's readline.
+            readline.parse_and_bind("set show-all-if-ambiguous on")
+            readline.parse_and_bind("set completion-prefix-display-length 0")
     return True
 
 

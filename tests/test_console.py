@@ -21,6 +21,7 @@ from interpreter import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TERM="xterm", INPUTRC="/dev/null")
+_PASTE_MODE = re.compile(r"\x1b\[\?2004[hl]\r?")
 
 
 def run_console(stdin_text, *args, timeout=30):
@@ -169,7 +170,8 @@ class Terminal:
             data = os.read(self.fd, 65536)
         except OSError:   # EIO: the console exited
             return False
-        self.output += data.decode("utf-8", "replace").replace("\r\n", "\n")
+        text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+        self.output += _PASTE_MODE.sub("", text)   # readline's bracketed paste on and off
         return bool(data)
 
     def wait(self, timeout=10):

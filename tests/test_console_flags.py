@@ -149,7 +149,7 @@ def test_terminal_shows_the_banner_unless_q():
                         seen += os.read(fd, 65536)
                     except OSError:
                         break
-            text = seen.decode().replace("\r\n", "\n")
+            text = seen.decode().replace("\r\n", "\n").replace("\x1b[?2004h", "")   # paste mode
             assert text[:text.index(">>> ")] == banner
             os.write(fd, b"\x04")   # Ctrl-D
             deadline = time.monotonic() + TIMEOUT
