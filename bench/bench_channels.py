@@ -1,12 +1,14 @@
 """Channels against a plain length-prefixed socket, measured in the same run.
 
-    python bench/bench_channels.py [--quick] [--only rt,small,bulk,idle,rtbulk]
+    python bench/bench_channels.py [--quick] [--only rt,pinned,small,bulk,idle,rtbulk]
 
 The reference sends each message with one sendall() of a 4-byte length and
 the payload, and its reader blocks in recv(). Every figure is taken against a
 peer in another process. Reference and channels run alternately; the ratio
 printed is the median of the ratios of neighbouring runs, with their range,
-next to the issue's target.
+next to the issue's target. `pinned` repeats the round trip with both
+processes (and all their threads) on one core, where every hand-off between
+threads and every system call shows.
 """
 
 import os
@@ -214,6 +216,18 @@ def plain_round_trip_during_bulk(count):
         echo.close()
 
 
+def pinned(run):
+    """run, with this process and the peer it starts (which inherits it) on core 0."""
+    def pinned_run():
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(before)})
+        try:
+            return run()
+        finally:
+            os.sched_setaffinity(0, before)
+    return pinned_run
+
+
 def measure_pair(reference, ours, runs):
     """Run both alternately; medians of each, and the median and range of the
     per-pair ratios (ours / reference): pairing neighbours in time cancels most
@@ -256,6 +270,11 @@ def main():
             measure_pair(with_side(Plain, "echo", round_trip, rt_count),
                          with_side(Chan, "echo", round_trip, rt_count), runs),
             "<= 1.5x", lambda ours, ratio: ratio <= 1.5)
+    if wanted("pinned") and hasattr(os, "sched_setaffinity"):
+        row("round trip, one core", "%.1f us", 1e6,
+            measure_pair(pinned(with_side(Plain, "echo", round_trip, rt_count)),
+                         pinned(with_side(Chan, "echo", round_trip, rt_count)), runs),
+            "<= 2x", lambda ours, ratio: ratio <= 2)
     if wanted("small"):
         row("small messages one way", "%.0f/s", 1,
             measure_pair(with_side(Plain, "sink", small_messages, small_count),
