@@ -69,6 +69,8 @@ ALLOWED_FLAGS = {FrameType.DATA: Flags.TEXT | Flags.MORE}
 CHANNEL_TYPES = frozenset((FrameType.DATA, FrameType.END, FrameType.WINDOW))
 
 
+_pack = HEADER.pack
+_DATA, _TEXT, _MORE = int(FrameType.DATA), Flags.TEXT, Flags.MORE  # plain ints, per frame
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -78,24 +80,26 @@ def encode_frame(ftype, channel=0, payload=b"", flags=0):
     return HEADER.pack(VERSION, ftype, flags, channel, len(payload)) + payload
 
 
+def data_header(channel, length, text, more=False):
+    """The header of a DATA frame (the payload is sent after it): the one
+    place DATA headers are encoded."""
+    return _pack(VERSION, _DATA, (_TEXT if text else 0) | (_MORE if more else 0), channel, length)
+
+
+def encode_data(channel, data, text):
+    """One whole message of at most MAX_FRAGMENT bytes as one DATA frame
+    (data_header()'s encoding, spelled out: this is called per message)."""
+    return _pack(VERSION, _DATA, _TEXT if text else 0, channel, len(data)) + data
+
+
 def encode_message(channel, data, text):
     """The frames (as a list of bytes) carrying one message of `data` bytes."""
-    base = Flags.TEXT if text else 0
     if len(data) <= MAX_FRAGMENT:
-        return [HEADER.pack(VERSION, FrameType.DATA, base, channel, len(data)) + data]
+        return [encode_data(channel, data, text)]
     view = memoryview(data)
-    frames = []
-    for start in range(0, len(data), MAX_FRAGMENT):
-        chunk = view[start:start + MAX_FRAGMENT]
-        more = Flags.MORE if start + MAX_FRAGMENT < len(data) else 0
-        frames.append(HEADER.pack(VERSION, FrameType.DATA, base | more, channel, len(chunk)) + chunk)
-    return frames
-
-
-def data_header(channel, length, text, more):
-    """The header of a DATA frame (the payload is sent after it)."""
-    flags = (Flags.TEXT if text else 0) | (Flags.MORE if more else 0)
-    return HEADER.pack(VERSION, FrameType.DATA, flags, channel, length)
+    return [data_header(channel, len(view[start:start + MAX_FRAGMENT]), text,
+                        start + MAX_FRAGMENT < len(data)) + view[start:start + MAX_FRAGMENT]
+            for start in range(0, len(data), MAX_FRAGMENT)]
 
 
 def encode_window(channel, increment):

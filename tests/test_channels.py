@@ -211,7 +211,7 @@ def test_receiving_channel_is_usable_before_the_peer_connects(make):
 
 def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
     host, peer = pair
-    window = host.get_receiving_channel(1)._window
+    window = host._inboxes[1].window
     chunk = b"z" * 10000
     total = 5 * window // len(chunk)  # far more than the windows allow
     stalled = peer.get_sending_channel(1)
@@ -228,7 +228,7 @@ def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
     flooder = threading.Thread(target=flood)
     flooder.start()
     inbox = host.get_receiving_channel(1)
-    assert wait_until(lambda: inbox._queued_bytes >= window - len(chunk))
+    assert wait_until(lambda: host._inboxes[1].queued_bytes >= window - len(chunk))
     # Other channels still flow, both ways, while channel 1 is full.
     for i in range(50):
         peer.get_sending_channel(2).write("ping %d" % i)
@@ -236,8 +236,8 @@ def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
         host.get_sending_channel(3).write("pong")
         assert peer.get_receiving_channel(3).read_one(block=T) == "pong"
     assert flooder.is_alive()  # the writer is held back...
-    assert inbox._queued_bytes <= window  # ...and memory stays bounded on both sides
-    assert stalled._queued_bytes <= window + len(chunk)
+    assert host._inboxes[1].queued_bytes <= window  # ...and memory stays bounded on both sides
+    assert peer._queue.queued_bytes[1] <= window + len(chunk)
     assert len(written) <= 2 * window // len(chunk) + 2
     for i in range(total):  # now read: everything written arrives
         assert inbox.read_one(block=T) == chunk, i
