@@ -74,7 +74,7 @@ class SendQueue:
         else is looked at). False when it may not. now: the time of writing."""
         size = len(data)
         if (self.ready and self.ready_bytes < self.burst_bytes and 0 < size <= self.credit[channel]
-                and size <= self.max_message and not self._order):
+                and size <= MAX_FRAGMENT and size <= self.max_message and not self._order):
             # Credit is taken first: a KeyboardInterrupt between two of these
             # lines may waste credit, never overrun the peer's window.
             self.credit[channel] -= size
