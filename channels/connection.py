@@ -451,17 +451,21 @@ class Channels:
             with self._lock:
                 if self._state == CLOSED:
                     return
-                read = not (self._foreground or self._reading)
+                now = time.monotonic()
+                # A caller that read lately most likely reads again soon: stay
+                # off the socket a while, unless threads wait for us to read.
+                aside_until = self._foreground_since + STEP_ASIDE_SECONDS
+                read = not (self._foreground or self._reading
+                            or (now < aside_until and not self._handoff_waiters))
                 self._io_stepped_aside = not read
                 write = not (self._sending or self._foreground_sending) and self._sendable()
                 timeout = self._timers()
                 if write and self._burst_goes_on():
                     write, timeout = False, min(timeout, COALESCE_SECONDS)
-                self._io_awaits_foreground_end = (
-                    self._foreground
-                    and time.monotonic() - self._foreground_since >= STEP_ASIDE_SECONDS)
+                self._io_awaits_foreground_end = self._foreground and now >= aside_until
                 if not read and not self._io_awaits_foreground_end:
-                    timeout = min(timeout, STEP_ASIDE_SECONDS)
+                    timeout = min(timeout, STEP_ASIDE_SECONDS if self._foreground
+                                  else max(0.0, aside_until - now))
             poller.set(sock, read=read, write=write)
             readable, writable = poller.wait(timeout)
             if self._wake_r in readable:
@@ -559,6 +563,9 @@ class Channels:
                     self._lock.acquire()
                     locked = True
                     self._absorb(data)
+                    # What this caller writes next most likely answers what it
+                    # read: not part of a burst, so it goes out at once.
+                    self._queue.last_write = 0.0
         finally:
             if not locked:
                 self._lock.acquire()
