@@ -64,7 +64,7 @@ class SendingChannel(_FileLike):
         with link.lock:
             if self._closed or link.closed:
                 self._check_writable()
-            if not link.queue.add_burst(self.index, data, text, _monotonic()):
+            if not (link.queue.ready and link.queue.add_burst(self.index, data, text, _monotonic())):
                 link.write(self.index, data, text)
         return len(message)
 

@@ -555,16 +555,24 @@ class Channels:
         try:
             self._lock.release()
             locked = False
-            # After a receive that filled the buffer more is most likely waiting:
-            # read again without asking poll() first.
-            if self._recv_filled or (waiter.wait(timeout) and not waiter.woken):
-                with interrupts.critical:
-                    data = self._recv()
+            # Receive first, poll only when nothing is there: in an exchange the
+            # answer has often come already (always, when both ends share a
+            # core), and a receive that filled the buffer leaves more behind.
+            with interrupts.critical:
+                data = self._recv()
+                if data is not None:
                     self._lock.acquire()
                     locked = True
                     self._absorb(data)
                     # What this caller writes next most likely answers what it
                     # read: not part of a burst, so it goes out at once.
+                    self._queue.last_write = 0.0
+            if data is None and waiter.wait(timeout) and not waiter.woken:
+                with interrupts.critical:
+                    data = self._recv()
+                    self._lock.acquire()
+                    locked = True
+                    self._absorb(data)
                     self._queue.last_write = 0.0
         finally:
             if not locked:
@@ -624,8 +632,9 @@ class Channels:
             self._mark_closed(ConnectionClosed(
                 "the peer closed the connection%s without saying why" % where))
             return
-        self._liveness.heard(time.monotonic())
+        self._liveness.last_heard = now = _monotonic()
         if self._state == UNRESPONSIVE:
+            self._liveness.heard(now)
             self._set_state(CONNECTED)
         inboxes, limit = self._inboxes, self.max_message_size
         try:
@@ -796,7 +805,7 @@ class Channels:
                 sent = self._send_released(frame)
                 if sent is None:
                     return
-                self._liveness.sent(_monotonic())
+                self._liveness.last_sent = _monotonic()
                 self._queue.add_direct(channel, frame, sent)
                 if self._queue.unsent is not None:  # the socket is full: the IO thread sends the rest
                     self._wake_io()
@@ -982,7 +991,18 @@ class Link:
         """Queue a message (or send it at once), after waiting while the
         channel has a window of unsent bytes (lock held)."""
         c = self._c
-        if len(data) > c._peer_max_message:
+        queue = c._queue
+        size = len(data)
+        now = _monotonic()
+        if (size <= MAX_FRAGMENT and now - queue.last_write >= COALESCE_SECONDS
+                and not c._sending and c._sock is not None and 0 < size <= queue.credit[index]
+                and size <= c._peer_max_message and not queue.has_queued()
+                and interrupts.may_do_io()):
+            # The latency path: a small message, not in a burst, the connection idle.
+            queue.last_write = now
+            c._send_now(index, queue.encode_now(index, data, text))
+            return
+        if size > c._peer_max_message:
             raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"
                                   % (len(data), c._peer_max_message))
         if not data:
