@@ -1024,13 +1024,20 @@ class Link:
             self._c._enqueue(index, None, False)
 
     def flush(self, index, deadline):
-        """Wait until channel index has nothing written left to hand to the OS
-        (lock held). Raises ConnectionClosed, or TimeoutError after deadline."""
+        """Wait until what was written on channel index before this call is
+        handed to the OS, whatever is written later (lock held). Raises
+        ConnectionClosed, or TimeoutError after deadline."""
         c = self._c
         queue = c._queue
+        target = queue.written[index]  # the number of the last message to wait for
+        batch = None                   # the batch that carries its end, once known
         try:
-            while (queue.taken[index] < queue.written[index]
-                   or queue.last_batch[index] > queue.batches_sent):
+            while True:
+                if batch is None and queue.taken[index] >= target:
+                    # That batch or a later one: later ones go out soon after.
+                    batch = queue.last_batch[index]
+                if batch is not None and queue.batches_sent >= batch:
+                    return
                 c._check_open()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
