@@ -25,8 +25,9 @@ NUM_CHANNELS = 128
 # per 64 KiB, small enough that a message on another channel waits for at most
 # one fragment (about 60 microseconds on loopback).
 MAX_FRAGMENT = 64 * 1024
-# Frames below this size are decoded from a bytes copy of what was received,
-# larger ones are copied out of it one by one.
+# Frames below this size are decoded from a bytes copy of what was received;
+# larger payloads are handed out as views of it (the caller copies them once,
+# where they go: a copy here would be one more per fragment of bulk data).
 SMALL_PAYLOAD = 4096
 # The longest close reason, in bytes of UTF-8.
 MAX_REASON = 1024
@@ -144,8 +145,10 @@ class Decoder:
         """The complete frames in `data` and what came before; keeps the rest.
 
         `data` is bytes or any bytes-like object (a memoryview of a reused
-        receive buffer, say): it is not kept, every payload is copied out as
-        bytes. Frames are (type, flags, channel, payload) tuples. Raises
+        receive buffer, say): it is not kept. Payloads are bytes, except DATA
+        payloads of SMALL_PAYLOAD bytes or more, which are memoryviews of
+        `data` or of a buffer of the decoder's: use or copy them before `data`
+        changes. Frames are (type, flags, channel, payload) tuples. Raises
         ProtocolError on a bad header, now and on every later call.
         """
         if self._error is not None:
@@ -173,7 +176,9 @@ class Decoder:
             if end > size:
                 break
             payload = data[pos + HEADER_SIZE:end]
-            frames.append((ftype, flags, channel, bytes(payload) if copy else payload))
+            if copy and length < SMALL_PAYLOAD:
+                payload = bytes(payload)
+            frames.append((ftype, flags, channel, payload))
             pos = end
         if pos < size:
             self._buffer = bytearray(data[pos:])
@@ -200,7 +205,8 @@ class Decoder:
         if len(buffer) < HEADER_SIZE + length:
             return None
         self._buffer = bytearray()
-        frames.append((ftype, flags, channel, bytes(memoryview(buffer)[HEADER_SIZE:])))
+        payload = memoryview(buffer)[HEADER_SIZE:]  # the buffer is the decoder's no more
+        frames.append((ftype, flags, channel, payload if length >= SMALL_PAYLOAD else bytes(payload)))
         return view[take:]
 
     def _check(self, version, ftype, flags, channel, length):

@@ -18,6 +18,11 @@ from collections import deque
 from .errors import ProtocolError
 
 
+def _message(payload, text):
+    """The message in a payload (bytes or a view, which is copied)."""
+    return str(payload, "utf-8", "surrogateescape") if text else bytes(payload)
+
+
 class Inbox:
     """The messages of one channel and the window the peer may fill."""
 
@@ -30,53 +35,66 @@ class Inbox:
         self.received = 0
         self.ended = False        # the peer closed the channel
         self.dropping = False     # closed here: later messages are dropped
-        self._parts = []          # fragments of the message being received
-        self._parts_bytes = 0
+        self._parts = None        # the fragments so far of the message being received
         self._parts_text = False
 
     def data(self, payload, text, more, max_message):
-        """Take one DATA payload; returns the window increment to grant (0: none)."""
+        """Take one DATA payload (bytes, or a view that is copied before this
+        returns); returns the window increment to grant (0: none)."""
         if self.ended:
             raise ProtocolError("data on channel %d after its end" % self.index)
-        self.received += len(payload)
+        size = len(payload)
+        self.received += size
         if self.received > self.granted:
             raise ProtocolError("the peer overran its window on channel %d" % self.index)
-        if not self._parts:
+        parts = self._parts
+        if parts is None:
+            if not more:  # a message in one frame
+                if size > max_message:
+                    raise self._too_large(max_message)
+                if size and not self.dropping:
+                    self.messages.append((_message(payload, text), size))
+                    self.queued_bytes += size
+                return self.grant()
+            # Fragments are joined as they come: one copy, and text is decoded
+            # from the joined bytes (a second), as binary is copied out of them.
+            self._parts = parts = bytearray()
             self._parts_text = text
-        self._parts.append(payload)
-        self._parts_bytes += len(payload)
-        if self._parts_bytes > max_message:
-            raise ProtocolError("a message on channel %d exceeds the limit of %d bytes"
-                                % (self.index, max_message))
+        parts += payload
+        if len(parts) > max_message:
+            raise self._too_large(max_message)
         if more:
             return self.grant()
-        parts, size = self._parts, self._parts_bytes
-        self._parts, self._parts_bytes = [], 0
-        if size and not self.dropping:
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            self.messages.append((data.decode("utf-8", "surrogateescape") if self._parts_text
-                                  else data, size))
-            self.queued_bytes += size
+        self._parts = None
+        if parts and not self.dropping:
+            self.messages.append((parts.decode("utf-8", "surrogateescape") if self._parts_text
+                                  else bytes(parts), len(parts)))
+            self.queued_bytes += len(parts)
         return self.grant()
+
+    def _too_large(self, max_message):
+        return ProtocolError("a message on channel %d exceeds the limit of %d bytes"
+                             % (self.index, max_message))
 
     def whole(self, payload, text, max_message):
         """data() for a message in one frame: the common case, kept short.
         Returns True when a message was queued and no grant is due, else the
         increment to grant (possibly 0)."""
         size = len(payload)
-        if self._parts or self.ended or self.dropping or not size or size > max_message:
+        if (self._parts is not None or self.ended or self.dropping or not size
+                or size > max_message):
             return self.data(payload, text, False, max_message)
         self.received += size
         if self.received > self.granted:
             raise ProtocolError("the peer overran its window on channel %d" % self.index)
-        self.messages.append((payload.decode("utf-8", "surrogateescape") if text else payload,
-                              size))
+        self.messages.append((str(payload, "utf-8", "surrogateescape") if text
+                              else bytes(payload), size))
         self.queued_bytes += size  # unread bytes grew as much as room shrank: no grant due
         return True
 
     def end(self):
         """The peer ended the channel."""
-        if self._parts:
+        if self._parts is not None:
             raise ProtocolError("channel %d ended in the middle of a message" % self.index)
         self.ended = True
 
@@ -104,7 +122,8 @@ class Inbox:
 
     def grant(self):
         """The increment to grant now (recorded as granted), or 0."""
-        potential = (self.queued_bytes + (self._parts_bytes if self.queued_bytes else 0)
+        unfinished = len(self._parts) if self._parts is not None and self.queued_bytes else 0
+        potential = (self.queued_bytes + unfinished
                      + self.granted - self.received)
         if potential < self.window // 2:
             increment = self.window - potential
