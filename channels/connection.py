@@ -2,8 +2,9 @@
 
 This module holds the socket, the threads and who does the IO; the rules live
 in pure modules: frames (codec), handshake, sendqueue (order, credit,
-batches), receiving (window, fragments, text), liveness (heartbeats). Channel
-objects (channel.py) reach it only through `Link`.
+batches), receiving (window, fragments, text), liveness (heartbeats); the
+handshake is run over the socket by establish. Channel objects (channel.py)
+reach it only through `Link`.
 
 Each connection has one IO thread (the accept thread becomes it once the peer
 is proven). It sends heartbeats, notices silence, and reads the socket and
@@ -43,11 +44,11 @@ import time
 
 from . import interrupts
 from .channel import ReceivingChannel, SendingChannel
-from .errors import (AuthenticationError, ChannelsError, ConnectionClosed, MessageTooLarge,
-                     ProtocolError)
+from .errors import ChannelsError, ConnectionClosed, MessageTooLarge, ProtocolError
 from .frames import (NUM_CHANNELS, MAX_FRAGMENT, CloseCode, Decoder, Flags, FrameType,
                      decode_goaway, decode_u32, decode_u64, encode_frame, encode_goaway,
                      encode_ping, encode_window)
+from .establish import Establisher
 from .handshake import CONNECTOR, HOST, Handshake
 from .liveness import DEAD, Liveness
 from .poll import Poller, ReadWaiter, drain, wait
@@ -152,6 +153,8 @@ class Channels:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
+        self._establisher = Establisher(self._wake_r, self._drain_wake,
+                                        lambda: self._state == CLOSED)
         # Wakes a caller waiting on the socket for what did not come from it (inject()).
         self._foreground_wake_r, self._foreground_wake_w = socket.socketpair()
         self._foreground_wake_r.setblocking(False)
@@ -250,7 +253,8 @@ class Channels:
         deadline = time.monotonic() + timeout
         sock = socket.create_connection((address, port), timeout=timeout)
         try:
-            handshake = self._handshake(sock, CONNECTOR, deadline)
+            handshake = self._establisher.handshake(sock, self._new_handshake(CONNECTOR),
+                                                    deadline)
         except BaseException:
             sock.close()
             raise
@@ -338,50 +342,8 @@ class Channels:
     def __repr__(self):
         return "<Channels port=%s state=%s>" % (self._port, self._state)
 
-    # -- handshake ----------------------------------------------------------
-
-    def _handshake(self, sock, role, deadline):
-        """Run the handshake on sock; returns the finished Handshake or raises."""
-        handshake = Handshake(self._key, role, self.max_message_size, self._window)
-        sock.setblocking(False)
-        self._send_blocking(sock, handshake.start(), deadline)
-        while not handshake.done:
-            if not self._wait_for(sock, deadline):
-                raise AuthenticationError("the peer did not complete the handshake in time")
-            try:
-                data = sock.recv(handshake.needed)
-            except (BlockingIOError, InterruptedError):
-                continue
-            if not data:
-                raise AuthenticationError("the peer closed the connection during the handshake")
-            reply = handshake.feed(data)
-            if reply:
-                self._send_blocking(sock, reply, deadline)
-            if handshake.rejected:
-                raise AuthenticationError("the peer does not know the key")
-        return handshake
-
-    def _wait_for(self, sock, deadline, write=False):
-        """Wait until sock is ready (False on timeout); close() interrupts the wait."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        readable, writable = wait([self._wake_r] + ([] if write else [sock]),
-                                  [sock] if write else [], remaining)
-        if self._state == CLOSED:
-            raise ConnectionClosed("closed locally")
-        if self._wake_r in readable:
-            self._drain_wake()
-        return sock in (writable if write else readable)
-
-    def _send_blocking(self, sock, data, deadline):
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[sock.send(view):]
-            except (BlockingIOError, InterruptedError):
-                if not self._wait_for(sock, deadline, write=True):
-                    raise AuthenticationError("the peer did not complete the handshake in time")
+    def _new_handshake(self, role):
+        return Handshake(self._key, role, self.max_message_size, self._window)
 
     # -- the IO thread ------------------------------------------------------
 
@@ -389,33 +351,17 @@ class Channels:
         interrupts.block_in_this_thread()
         listener = self._listener
         try:
-            while True:
-                readable = wait([listener, self._wake_r], [], None)[0]
-                if self._state == CLOSED:
-                    return
-                if self._wake_r in readable:
-                    self._drain_wake()
-                if listener not in readable:
-                    continue
-                try:
-                    sock, _ = listener.accept()
-                except OSError:
-                    continue
-                try:
-                    handshake = self._handshake(sock, HOST, time.monotonic() + HANDSHAKE_TIMEOUT)
-                except (ChannelsError, OSError) as error:
-                    # A port scanner or a peer with the wrong key: drop it, keep waiting.
-                    self.last_rejected = error
-                    sock.close()
-                    continue
-                break
+            accepted = self._establisher.accept(
+                listener, lambda: self._new_handshake(HOST), HANDSHAKE_TIMEOUT,
+                lambda error: setattr(self, "last_rejected", error))
         except BaseException as error:  # a bug: end the connection, never hang
             self._shut(ChannelsError("the accept thread failed: %r" % (error,)))
             self._run_callbacks()
             return
         finally:
             listener.close()
-        self._run(sock, handshake)
+        if accepted is not None:
+            self._run(*accepted)
 
     def _run(self, sock, handshake):
         interrupts.block_in_this_thread()
