@@ -21,6 +21,9 @@ all under the one lock (each receiving channel has a condition on it):
                                                              if others wait for a hand-off
     _io_awaits_foreground_end the IO thread, once a caller   ... or when this is set
                               read for STEP_ASIDE_SECONDS
+    _foreground_since         a caller starting a read       the IO thread stays off the socket
+                                                             for STEP_ASIDE_SECONDS after it,
+                                                             unless threads wait for a hand-off
     _sending                  a thread sending               nobody else sends (frame order)
     _foreground_sending       a writer waiting on a full     the IO thread does not poll for
                               socket itself                  writing
@@ -32,7 +35,8 @@ all under the one lock (each receiving channel has a condition on it):
   writes come in a burst (less than COALESCE_SECONDS apart): then they are
   queued and the IO thread sends them together, so a stream of small messages
   costs few system calls. A thread about to block in a read sends what is
-  queued first.
+  queued first, and what a caller writes after its read returned a message
+  is an answer, never part of a burst.
 
 Every socket operation and the bookkeeping after it runs in a critical
 section (see interrupts), so a KeyboardInterrupt never leaves half a frame.
