@@ -133,9 +133,13 @@ class ReceivingChannel(_FileLike):
 
     def read_one(self, block=None):
         """One message (str for text, bytes for binary), or '' if none came in time."""
-        with self._link.lock:
+        link = self._link
+        with link.lock:
             if self._inbox.messages or self._wait(block):
-                return self._pop()
+                message, grant = self._inbox.pop()
+                if grant:
+                    link.grant(self.index, grant)
+                return message
             return ""
 
     def read_last(self, block=None):
@@ -179,12 +183,15 @@ class ReceivingChannel(_FileLike):
             link.stopped_reading(self.index)
 
     def __iter__(self):
-        lock, messages = self._link.lock, self._inbox.messages
+        link, inbox = self._link, self._inbox
+        lock, messages = link.lock, inbox.messages
         while True:
             with lock:
                 if not (messages or self._wait(True)):
                     return
-                message = self._pop()
+                message, grant = inbox.pop()
+                if grant:
+                    link.grant(self.index, grant)
             yield message
 
     def readable(self):
