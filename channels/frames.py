@@ -153,6 +153,13 @@ class Decoder:
         """
         if self._error is not None:
             raise self._error
+        size = len(data)
+        if not self._buffer and size >= HEADER_SIZE:
+            version, ftype, flags, channel, length = HEADER.unpack_from(data)
+            if size == HEADER_SIZE + length and length < SMALL_PAYLOAD:
+                # Exactly one small frame: the common case of an exchange.
+                self._check(version, ftype, flags, channel, length)
+                return [(ftype, flags, channel, bytes(data[HEADER_SIZE:]))]
         frames = []
         if self._buffer:
             data = self._finish_frame(memoryview(data), frames)

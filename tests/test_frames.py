@@ -85,6 +85,15 @@ def test_large_message_is_split_into_fragments():
 def test_bad_headers_raise_a_specific_protocol_error(header, message):
     with pytest.raises(ProtocolError, match=message):
         Decoder().feed(header + b"\0" * 8)
+    with pytest.raises(ProtocolError, match=message):  # exactly one frame, as one receive
+        Decoder().feed(memoryview(header + b"\0" * HEADER.unpack(header)[4]))
+
+
+def test_one_whole_small_frame_per_receive_decodes_as_bytes():
+    for frame in SAMPLE:
+        assert [tuple(f) for f in decode(frame)] == [tuple(f) for f in Decoder().feed(
+            memoryview(bytearray(frame)))]
+        assert all(type(f[3]) is bytes for f in Decoder().feed(memoryview(bytearray(frame))))
 
 
 def test_oversized_length_is_refused_before_the_payload_arrives():
