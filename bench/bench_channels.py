@@ -1,12 +1,15 @@
 """Channels against a plain length-prefixed socket, measured in the same run.
 
-    python bench/bench_channels.py [--quick] [--only rt,small,bulk,idle,rtbulk]
+    python bench/bench_channels.py [--quick] [--only rt,pinned,small,bulk,text,idle,rtbulk]
 
 The reference sends each message with one sendall() of a 4-byte length and
 the payload, and its reader blocks in recv(). Every figure is taken against a
 peer in another process. Reference and channels run alternately; the ratio
 printed is the median of the ratios of neighbouring runs, with their range,
-next to the issue's target.
+next to the issue's target. `text` compares 1 MB text messages with 1 MB
+binary ones, both over channels. `pinned` repeats the round trip with both
+processes (and all their threads) on one core, where every hand-off between
+threads and every system call shows.
 """
 
 import os
@@ -155,6 +158,17 @@ def bulk(side, megabytes):
     return megabytes / (time.perf_counter() - start)
 
 
+def bulk_text(side, megabytes):
+    """MB/s of 1 MB text messages (printed lines), one way, until the peer has them all."""
+    chunk = ((LINE + "\n") * (1024 * 1024 // (len(LINE) + 1) + 1))[:1024 * 1024]
+    start = time.perf_counter()
+    for _ in range(megabytes):
+        side.write(chunk)
+    side.write("done?")
+    side.read()
+    return megabytes / (time.perf_counter() - start)
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -214,6 +228,18 @@ def plain_round_trip_during_bulk(count):
         echo.close()
 
 
+def pinned(run):
+    """run, with this process and the peer it starts (which inherits it) on core 0."""
+    def pinned_run():
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(before)})
+        try:
+            return run()
+        finally:
+            os.sched_setaffinity(0, before)
+    return pinned_run
+
+
 def measure_pair(reference, ours, runs):
     """Run both alternately; medians of each, and the median and range of the
     per-pair ratios (ours / reference): pairing neighbours in time cancels most
@@ -256,6 +282,11 @@ def main():
             measure_pair(with_side(Plain, "echo", round_trip, rt_count),
                          with_side(Chan, "echo", round_trip, rt_count), runs),
             "<= 1.5x", lambda ours, ratio: ratio <= 1.5)
+    if wanted("pinned") and hasattr(os, "sched_setaffinity"):
+        row("round trip, one core", "%.1f us", 1e6,
+            measure_pair(pinned(with_side(Plain, "echo", round_trip, rt_count)),
+                         pinned(with_side(Chan, "echo", round_trip, rt_count)), runs),
+            "<= 2x", lambda ours, ratio: ratio <= 2)
     if wanted("small"):
         row("small messages one way", "%.0f/s", 1,
             measure_pair(with_side(Plain, "sink", small_messages, small_count),
@@ -266,6 +297,11 @@ def main():
             measure_pair(with_side(Plain, "sink", bulk, megabytes),
                          with_side(Chan, "sink", bulk, megabytes), runs),
             ">= 0.7x", lambda ours, ratio: ratio >= 0.7)
+    if wanted("text"):
+        row("bulk text vs bytes", "%.0f MB/s", 1,
+            measure_pair(with_side(Chan, "sink", bulk, megabytes),
+                         with_side(Chan, "sink", bulk_text, megabytes), runs),
+            ">= 0.67x", lambda ours, ratio: ratio >= 1 / 1.5)
     if wanted("idle"):
         ref = with_side(Plain, "echo", idle_cpu, 10.0)()
         ours = with_side(Chan, "echo", idle_cpu, 10.0)()

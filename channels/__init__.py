@@ -6,8 +6,12 @@
     c.get_sending_channel(0).write("hello")       # one write, one message
     c.get_receiving_channel(0).read_one(block=1.0)
 
-Layers, bottom up: frames (pure codec), handshake (pure), connection (the
-socket, its IO thread and the read/send roles), channel (file-like ends).
+Layers, bottom up. Pure (bytes and numbers in and out, no IO, no threads):
+frames (the codec), handshake, sendqueue (order, credit, batches), receiving
+(window, fragments, text), liveness (heartbeats, silence). Then poll (waiting
+on sockets), connection (the socket, its IO thread, who reads and who sends)
+and channel (the file-like ends, which reach the connection through its Link).
+errors and interrupts serve all of them.
 """
 
 from .channel import ReceivingChannel, SendingChannel

@@ -1,58 +1,76 @@
 """Channels: one end of one authenticated TCP connection carrying 128 channels each way.
 
-Threads and roles. Each connection has one IO thread (the accept thread becomes
-it once the peer is proven). It sends heartbeats, notices silence, and reads the
-socket and sends queued frames whenever no caller does. Callers do the IO
-themselves when they can, because waking a thread costs 50-100 us here:
+This module holds the socket, the threads and who does the IO; the rules live
+in pure modules: frames (codec), handshake, sendqueue (order, credit,
+batches), receiving (window, fragments, text), liveness (heartbeats); the
+handshake is run over the socket by establish. Channel objects (channel.py)
+reach it only through `Link`.
+
+Each connection has one IO thread (the accept thread becomes it once the peer
+is proven). It sends heartbeats, notices silence, and reads the socket and
+sends queued frames whenever no caller does. Callers do the IO themselves
+when they can, because waking a thread costs 50-100 us here. Who does what,
+all under the one lock (each receiving channel has a condition on it):
+
+    flag                      set by / while                 meaning for the others
+    _reading                  a thread reading the socket    nobody else reads (one decoder)
+    _foreground               a caller in a blocking read    it waits on the socket itself;
+                              (with _reading)                inject() wakes it (_foreground_wake)
+    _io_stepped_aside         the IO thread, each turn       it does not poll for reading: a
+                                                             caller that stops reading wakes it
+                                                             if others wait for a hand-off
+    _io_awaits_foreground_end the IO thread, once a caller   ... or when this is set
+                              read for STEP_ASIDE_SECONDS
+    _foreground_since         a caller starting a read       the IO thread stays off the socket
+                                                             for STEP_ASIDE_SECONDS after it,
+                                                             unless threads wait for a hand-off
+    _sending                  a thread sending               nobody else sends (frame order)
+    _foreground_sending       a writer waiting on a full     the IO thread does not poll for
+                              socket itself                  writing
+    _wake_pending             _wake_io(), until drained      a wake byte is on its way already
 
 - the *read role*: a thread blocked in a read with nothing queued reads the
-  socket itself when nobody else does (the IO thread steps aside meanwhile),
-  so its message needs no hand-off between threads;
+  socket itself when nobody else does, so its message needs no hand-off;
 - the *send role*: write() sends at once when nobody else is sending, unless
   writes come in a burst (less than COALESCE_SECONDS apart): then they are
   queued and the IO thread sends them together, so a stream of small messages
   costs few system calls. A thread about to block in a read sends what is
-  queued first.
+  queued first, and what a caller writes after its read returned a message
+  is an answer, never part of a burst.
 
 Every socket operation and the bookkeeping after it runs in a critical
 section (see interrupts), so a KeyboardInterrupt never leaves half a frame.
-All state is guarded by one lock; each receiving channel has a condition on it.
 """
 
-import heapq
-import itertools
-import math
-import select
 import socket
 import threading
 import time
-from collections import deque
 
 from . import interrupts
 from .channel import ReceivingChannel, SendingChannel
-from .errors import AuthenticationError, ChannelsError, ConnectionClosed, ProtocolError
-from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, VERSION, CloseCode, Decoder, Flags, FrameType,
-                     data_header, decode_goaway, decode_u32, decode_u64, encode_frame,
-                     encode_goaway, encode_ping)
+from .errors import ChannelsError, ConnectionClosed, MessageTooLarge, ProtocolError
+from .frames import (NUM_CHANNELS, MAX_FRAGMENT, CloseCode, Decoder, Flags, FrameType,
+                     decode_goaway, decode_u32, decode_u64, encode_frame, encode_goaway,
+                     encode_ping, encode_window)
+from .establish import Establisher
 from .handshake import CONNECTOR, HOST, Handshake
+from .liveness import DEAD, Liveness
+from .poll import Poller, ReadWaiter, drain, wait
+from .receiving import Inbox
+from .sendqueue import SendQueue
 
 CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresponsive", "closed"
-_DATA_HEADER = HEADER.pack
 _DATA, _MORE, _TEXT = int(FrameType.DATA), Flags.MORE, Flags.TEXT  # plain ints, per frame
+_monotonic = time.monotonic
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
 # In a burst, the writing thread sends the queue itself once it holds this much;
 # smaller queues wait for the burst to pause (about a millisecond at most).
 BURST_BYTES = 64 * 1024
-# Bytes handed to one send() call at most; bounds the time the send role is held.
-BATCH_BYTES = 256 * 1024
 # A thread that writes (or grants) sends at most this much itself, so write()
 # returns promptly whatever is queued; the IO thread sends the rest.
 KICK_BYTES = 1024 * 1024
-# Payloads at least this large are handed to sendmsg() as they are, not joined
-# (copied) with the rest of their batch first.
-GATHER_BYTES = 16 * 1024
 _GATHER = hasattr(socket.socket, "sendmsg")
 # The receive buffer starts this small and doubles each time a receive fills
 # it, up to the largest size: a bulk transfer takes its 1 MB messages in about
@@ -84,8 +102,6 @@ DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 # interrupts.unanswered: a signal can come too early to stop a blocking call).
 INTERRUPT_AGAIN_SECONDS = 0.02
 INTERRUPT_AGAIN_MAX_SECONDS = 1.0
-# Heartbeats missed before the peer counts as unresponsive.
-MISSED_HEARTBEATS = 3
 HANDSHAKE_TIMEOUT = 5.0
 
 
@@ -102,18 +118,12 @@ def _is_loopback(address):
 class Channels:
     """One end of a connection. See the package docstring and README for the API."""
 
-    _burst_bytes = BURST_BYTES  # for SendingChannel.write()
-
     def __init__(self, key=None, allow_interrupt=False, heartbeat_interval=1.0,
                  dead_timeout=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  window=DEFAULT_WINDOW):
         if key is not None and not isinstance(key, (bytes, bytearray)):
             raise TypeError("key must be bytes, not %s" % type(key).__name__)
-        if not heartbeat_interval > 0:
-            raise ValueError("heartbeat_interval must be positive")
-        if dead_timeout is not None and dead_timeout < MISSED_HEARTBEATS * heartbeat_interval:
-            raise ValueError("dead_timeout must be at least %d heartbeat intervals"
-                             % MISSED_HEARTBEATS)
+        self._liveness = Liveness(heartbeat_interval, dead_timeout, time.monotonic())  # checks
         if not MAX_FRAGMENT <= window < 2 ** 31:
             raise ValueError("window must be between %d and 2**31 bytes" % MAX_FRAGMENT)
         if not 0 < max_message_size < 2 ** 63:
@@ -142,11 +152,13 @@ class Channels:
         self._interrupt_due = None    # when to check that the main thread took the interrupt
         self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
         self.last_rejected = None    # why the host dropped the last peer that failed the handshake
-        self._poller = None  # waits on the socket for the caller holding the read role
+        self._waiter = None  # waits on the socket for the caller holding the read role
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
+        self._establisher = Establisher(self._wake_r, self._drain_wake,
+                                        lambda: self._state == CLOSED)
         # Wakes a caller waiting on the socket for what did not come from it (inject()).
         self._foreground_wake_r, self._foreground_wake_w = socket.socketpair()
         self._foreground_wake_r.setblocking(False)
@@ -155,31 +167,24 @@ class Channels:
         self._decoder = Decoder()
         self._recv_view = memoryview(bytearray(RECV_BYTES_FIRST))  # for the read role only
         self._recv_filled = False    # the last receive filled the buffer: more is likely
-        self._reading = False        # someone holds the read role
-        self._foreground = False     # a caller waits on the socket itself
+        self._reading = False        # see the table above
+        self._foreground = False
         self._io_stepped_aside = False
         self._io_awaits_foreground_end = False
         self._foreground_since = 0.0
         self._handoff_waiters = 0    # threads waiting for the IO thread to read for them
         self._send_waiters = 0       # threads waiting on _send_progress
-        self._sending = False        # someone holds the send role
-        self._foreground_sending = False  # a writer waits until the socket takes more
-        self._control = deque()      # encoded control frames, sent before data
-        self._ready = []             # encoded small messages that had credit, in write order
-        self._ready_bytes = 0
-        self._ready_senders = set()
-        self._order = []             # heap of (seq, channel) with queued items
-        self._seq = itertools.count()
-        self._unsent = None          # buffers of a batch not yet fully sent (a list)
-        self._batches_taken = 0      # numbers of the batches taken and fully sent
-        self._batches_sent = 0
-        self._last_write = 0.0
-        self._last_sent = self._last_heard = time.monotonic()
-        self._pings = itertools.count(1)
+        self._sending = False
+        self._foreground_sending = False
+        self._queue = SendQueue(NUM_CHANNELS, gather=_GATHER, burst_bytes=BURST_BYTES)
         self._peer_max_message = max_message_size
 
-        self._senders = [SendingChannel(self, i) for i in range(NUM_CHANNELS)]
-        self._receivers = [ReceivingChannel(self, i, window) for i in range(NUM_CHANNELS)]
+        self._inboxes = [Inbox(i, window) for i in range(NUM_CHANNELS)]
+        self._readable = [threading.Condition(self._lock) for _ in range(NUM_CHANNELS)]
+        self._read_waiters = [0] * NUM_CHANNELS
+        self._link = link = Link(self)
+        self._senders = [SendingChannel(link, i) for i in range(NUM_CHANNELS)]
+        self._receivers = [ReceivingChannel(link, i, self._inboxes[i]) for i in range(NUM_CHANNELS)]
         interrupts.install()
 
     # -- public API ---------------------------------------------------------
@@ -252,7 +257,8 @@ class Channels:
         deadline = time.monotonic() + timeout
         sock = socket.create_connection((address, port), timeout=timeout)
         try:
-            handshake = self._handshake(sock, CONNECTOR, deadline)
+            handshake = self._establisher.handshake(sock, self._new_handshake(CONNECTOR),
+                                                    deadline)
         except BaseException:
             sock.close()
             raise
@@ -287,9 +293,11 @@ class Channels:
         read, it reads the socket itself when it can.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        inboxes = self._inboxes
         with self._lock:
             while True:
-                ready = [channel for channel in channels if channel._messages or channel.closed]
+                ready = [channel for channel in channels
+                         if inboxes[channel.index].messages or channel.closed]
                 if ready:
                     return ready
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -308,7 +316,7 @@ class Channels:
         """Ask the peer to raise KeyboardInterrupt in its main thread (if it allows it)."""
         with self._lock:
             self._check_open()
-            self._control.append(encode_frame(FrameType.INTERRUPT))
+            self._queue.add_control(encode_frame(FrameType.INTERRUPT))
             self._kick()
 
     def close(self, timeout=5.0):
@@ -318,7 +326,8 @@ class Channels:
             if self._state in (CONNECTED, UNRESPONSIVE):
                 self._drain(deadline)
                 if self._state != CLOSED:
-                    self._control.append(encode_goaway(CloseCode.NORMAL, "its close() was called"))
+                    self._queue.add_control(encode_goaway(CloseCode.NORMAL,
+                                                          "its close() was called"))
                     self._drain(deadline)
         self._shut(ConnectionClosed("closed locally"))
         thread = self._io_thread
@@ -337,50 +346,8 @@ class Channels:
     def __repr__(self):
         return "<Channels port=%s state=%s>" % (self._port, self._state)
 
-    # -- handshake ----------------------------------------------------------
-
-    def _handshake(self, sock, role, deadline):
-        """Run the handshake on sock; returns the finished Handshake or raises."""
-        handshake = Handshake(self._key, role, self.max_message_size, self._window)
-        sock.setblocking(False)
-        self._send_blocking(sock, handshake.start(), deadline)
-        while not handshake.done:
-            if not self._wait_for(sock, deadline):
-                raise AuthenticationError("the peer did not complete the handshake in time")
-            try:
-                data = sock.recv(handshake.needed)
-            except (BlockingIOError, InterruptedError):
-                continue
-            if not data:
-                raise AuthenticationError("the peer closed the connection during the handshake")
-            reply = handshake.feed(data)
-            if reply:
-                self._send_blocking(sock, reply, deadline)
-            if handshake.rejected:
-                raise AuthenticationError("the peer does not know the key")
-        return handshake
-
-    def _wait_for(self, sock, deadline, write=False):
-        """Wait until sock is ready (False on timeout); close() interrupts the wait."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        readable, writable = _poll([self._wake_r] + ([] if write else [sock]),
-                                   [sock] if write else [], remaining)
-        if self._state == CLOSED:
-            raise ConnectionClosed("closed locally")
-        if self._wake_r in readable:
-            self._drain_wake()
-        return sock in (writable if write else readable)
-
-    def _send_blocking(self, sock, data, deadline):
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[sock.send(view):]
-            except (BlockingIOError, InterruptedError):
-                if not self._wait_for(sock, deadline, write=True):
-                    raise AuthenticationError("the peer did not complete the handshake in time")
+    def _new_handshake(self, role):
+        return Handshake(self._key, role, self.max_message_size, self._window)
 
     # -- the IO thread ------------------------------------------------------
 
@@ -388,33 +355,17 @@ class Channels:
         interrupts.block_in_this_thread()
         listener = self._listener
         try:
-            while True:
-                readable = _poll([listener, self._wake_r], [], None)[0]
-                if self._state == CLOSED:
-                    return
-                if self._wake_r in readable:
-                    self._drain_wake()
-                if listener not in readable:
-                    continue
-                try:
-                    sock, _ = listener.accept()
-                except OSError:
-                    continue
-                try:
-                    handshake = self._handshake(sock, HOST, time.monotonic() + HANDSHAKE_TIMEOUT)
-                except (ChannelsError, OSError) as error:
-                    # A port scanner or a peer with the wrong key: drop it, keep waiting.
-                    self.last_rejected = error
-                    sock.close()
-                    continue
-                break
+            accepted = self._establisher.accept(
+                listener, lambda: self._new_handshake(HOST), HANDSHAKE_TIMEOUT,
+                lambda error: setattr(self, "last_rejected", error))
         except BaseException as error:  # a bug: end the connection, never hang
             self._shut(ChannelsError("the accept thread failed: %r" % (error,)))
             self._run_callbacks()
             return
         finally:
             listener.close()
-        self._run(sock, handshake)
+        if accepted is not None:
+            self._run(*accepted)
 
     def _run(self, sock, handshake):
         interrupts.block_in_this_thread()
@@ -426,10 +377,10 @@ class Channels:
                 sock.close()
                 return
             self._sock = sock
-            self._peer_max_message = handshake.peer_max_message_size
-            for sender in self._senders:
-                sender._credit = handshake.peer_window
-            self._last_sent = self._last_heard = time.monotonic()
+            self._peer_max_message = self._queue.max_message = handshake.peer_max_message_size
+            for index in range(NUM_CHANNELS):
+                self._queue.grant(index, handshake.peer_window)
+            self._liveness = Liveness(self._interval, self._dead_timeout, time.monotonic())
             self._set_state(CONNECTED)
             self._kick()
         self._run_callbacks()
@@ -444,45 +395,34 @@ class Channels:
             self._run_callbacks()
 
     def _io_loop(self, sock):
-        poller = select.poll() if hasattr(select, "poll") else None
+        poller = Poller()
+        poller.set(self._wake_r, read=True)
         while True:
             with self._lock:
                 if self._state == CLOSED:
                     return
-                read = not (self._foreground or self._reading)
+                now = time.monotonic()
+                # A caller that read lately most likely reads again soon: stay
+                # off the socket a while, unless threads wait for us to read.
+                aside_until = self._foreground_since + STEP_ASIDE_SECONDS
+                read = not (self._foreground or self._reading
+                            or (now < aside_until and not self._handoff_waiters))
                 self._io_stepped_aside = not read
                 write = not (self._sending or self._foreground_sending) and self._sendable()
                 timeout = self._timers()
                 if write and self._burst_goes_on():
                     write, timeout = False, min(timeout, COALESCE_SECONDS)
-                self._io_awaits_foreground_end = (
-                    self._foreground
-                    and time.monotonic() - self._foreground_since >= STEP_ASIDE_SECONDS)
+                self._io_awaits_foreground_end = self._foreground and now >= aside_until
                 if not read and not self._io_awaits_foreground_end:
-                    timeout = min(timeout, STEP_ASIDE_SECONDS)
-            if poller is not None:
-                mask = (select.POLLIN if read else 0) | (select.POLLOUT if write else 0)
-                if mask:
-                    poller.register(sock, mask)
-                else:
-                    try:
-                        poller.unregister(sock)
-                    except KeyError:
-                        pass
-                poller.register(self._wake_r, select.POLLIN)
-                events = dict(poller.poll(math.ceil(timeout * 1000)))
-                readable = events.get(sock.fileno(), 0) & (select.POLLIN | select.POLLHUP | select.POLLERR)
-                writable = events.get(sock.fileno(), 0) & (select.POLLOUT | select.POLLHUP | select.POLLERR)
-                woken = self._wake_r.fileno() in events
-            else:
-                r, w, _ = select.select([self._wake_r] + ([sock] if read else []),
-                                        [sock] if write else [], [], timeout)
-                readable, writable, woken = sock in r, sock in w, self._wake_r in r
-            if woken:
+                    timeout = min(timeout, STEP_ASIDE_SECONDS if self._foreground
+                                  else max(0.0, aside_until - now))
+            poller.set(sock, read=read, write=write)
+            readable, writable = poller.wait(timeout)
+            if self._wake_r in readable:
                 self._drain_wake()
-            if readable:
+            if sock in readable:
                 self._read_from_io_thread()
-            if writable:
+            if sock in writable:
                 with self._lock:
                     if not self._sending and self._state != CLOSED:
                         self._pump()
@@ -490,25 +430,22 @@ class Channels:
 
     def _burst_goes_on(self):
         """Should the IO thread leave queued small messages for the burst to grow? (lock held)"""
-        return (self._ready and not self._control and self._unsent is None and not self._order
-                and self._ready_bytes < BURST_BYTES and not self._send_waiters
-                and not self._handoff_waiters
-                and time.monotonic() - self._last_write < COALESCE_SECONDS)
+        return (self._queue.only_ready() and self._queue.ready_bytes < BURST_BYTES
+                and not self._send_waiters and not self._handoff_waiters
+                and time.monotonic() - self._queue.last_write < COALESCE_SECONDS)
 
     def _timers(self):
-        """Heartbeat and liveness bookkeeping (lock held); returns seconds to the next check."""
+        """Heartbeats, liveness and interrupts sent again (lock held); returns
+        seconds to the next check."""
         now = time.monotonic()
-        if now - self._last_sent >= self._interval:
-            self._control.append(encode_ping(next(self._pings)))
-            self._last_sent = now
-        silent = now - self._last_heard
-        limit = MISSED_HEARTBEATS * self._interval
-        if self._state == CONNECTED and silent > limit:
-            self._set_state(UNRESPONSIVE)
-        if self._dead_timeout is not None and silent > self._dead_timeout:
-            self._mark_closed(ConnectionClosed("the peer was silent for %.1f s" % silent))
+        frames, state, due = self._liveness.tick(now)
+        self._queue.control.extend(frames)
+        if state == DEAD:
+            self._mark_closed(ConnectionClosed("the peer was silent for %.1f s"
+                                               % self._liveness.silence(now)))
             return 0
-        due = [self._last_sent + self._interval]
+        if state != self._state:
+            self._set_state(state)
         if self._interrupt_due is not None:
             if not interrupts.unanswered():
                 self._interrupt_due = None
@@ -518,21 +455,13 @@ class Channels:
                     self._interrupt_delay = min(2 * self._interrupt_delay,
                                                 INTERRUPT_AGAIN_MAX_SECONDS)
                     self._interrupt_due = now + self._interrupt_delay
-                due.append(self._interrupt_due)
-        if self._state == CONNECTED:
-            due.append(self._last_heard + limit)
-        if self._dead_timeout is not None:
-            due.append(self._last_heard + self._dead_timeout)
-        return max(0.0, min(due) - now)
+                due = min(due, self._interrupt_due)
+        return max(0.0, due - now)
 
     def _drain_wake(self):
         # Empty the socket first, then clear the flag: a wake between the two
         # leaves a byte behind (a spare wake-up), never a flag with no byte.
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError, OSError):
-            pass
+        drain(self._wake_r)
         with self._lock:
             self._wake_pending = False
 
@@ -567,23 +496,34 @@ class Channels:
         """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
         self._foreground = self._reading = True
         self._foreground_since = time.monotonic()
-        if not self._sending and (self._ready or self._control or self._order):
+        if not self._sending and self._queue.has_queued():
             self._pump()  # what we wrote before waiting for the answer goes first
-        if self._poller is None:
-            self._poller = _Poller(self._sock, self._foreground_wake_r)
-        poller = self._poller
+        if self._waiter is None:
+            self._waiter = ReadWaiter(self._sock, self._foreground_wake_r)
+        waiter = self._waiter
         locked = True
         try:
             self._lock.release()
             locked = False
-            # After a receive that filled the buffer more is most likely waiting:
-            # read again without asking poll() first.
-            if self._recv_filled or (poller.wait(timeout) and not poller.woken):
+            # Receive first, poll only when nothing is there: in an exchange the
+            # answer has often come already (always, when both ends share a
+            # core), and a receive that filled the buffer leaves more behind.
+            with interrupts.critical:
+                data = self._recv()
+                if data is not None:
+                    self._lock.acquire()
+                    locked = True
+                    self._absorb(data)
+                    # What this caller writes next most likely answers what it
+                    # read: not part of a burst, so it goes out at once.
+                    self._queue.last_write = 0.0
+            if data is None and waiter.wait(timeout) and not waiter.woken:
                 with interrupts.critical:
                     data = self._recv()
                     self._lock.acquire()
                     locked = True
                     self._absorb(data)
+                    self._queue.last_write = 0.0
         finally:
             if not locked:
                 self._lock.acquire()
@@ -642,14 +582,20 @@ class Channels:
             self._mark_closed(ConnectionClosed(
                 "the peer closed the connection%s without saying why" % where))
             return
-        self._last_heard = time.monotonic()
+        self._liveness.last_heard = now = _monotonic()
         if self._state == UNRESPONSIVE:
+            self._liveness.heard(now)
             self._set_state(CONNECTED)
-        receivers, limit = self._receivers, self.max_message_size
+        inboxes, limit = self._inboxes, self.max_message_size
         try:
             for ftype, flags, channel, payload in self._decoder.feed(data):
                 if ftype == _DATA and not flags & _MORE:
-                    receivers[channel]._receive_whole(payload, flags & _TEXT, limit)
+                    grant = inboxes[channel].whole(payload, flags & _TEXT, limit)
+                    if grant is True:
+                        if self._read_waiters[channel] or self._any_waiters:
+                            self._notify(channel)
+                        continue
+                    self._received(channel, grant)
                 else:
                     self._dispatch[ftype](self, flags, channel, payload)
                     if self._state == CLOSED:
@@ -657,26 +603,49 @@ class Channels:
         except ProtocolError as error:
             self._fail(error)
             return
-        if not self._sending and (self._control or self._ready):
+        if not self._sending and (self._queue.control or self._queue.ready):
+            self._kick()
+
+    def _received(self, channel, grant):
+        """After an inbox took a DATA frame (lock held): wake readers, grant room."""
+        if self._inboxes[channel].messages:
+            self._notify(channel)
+        if grant:
+            self._grant(channel, grant)
+
+    def _notify(self, channel):
+        """Wake the readers of channel and of wait_any() (lock held)."""
+        if self._read_waiters[channel]:
+            self._readable[channel].notify_all()
+        if self._any_waiters:
+            self._any_ready.notify_all()
+
+    def _grant(self, channel, increment):
+        """Give the peer increment more bytes of room on channel (lock held)."""
+        if self._state == CLOSED:
+            return
+        self._queue.add_control(encode_window(channel, increment))
+        if not self._reading:
             self._kick()
 
     def _on_data(self, flags, channel, payload):
-        self._receivers[channel]._receive(payload, flags & Flags.TEXT, flags & Flags.MORE,
-                                          self.max_message_size)
+        self._received(channel, self._inboxes[channel].data(
+            payload, flags & _TEXT, flags & _MORE, self.max_message_size))
 
     def _on_end(self, flags, channel, payload):
-        self._receivers[channel]._receive_end()
+        self._inboxes[channel].end()
+        self._readable[channel].notify_all()
+        if self._any_waiters:
+            self._any_ready.notify_all()
 
     def _on_window(self, flags, channel, payload):
-        sender = self._senders[channel]
-        sender._credit += decode_u32(payload)
-        if sender._credit > 2 ** 32:
+        if self._queue.grant(channel, decode_u32(payload)) > 2 ** 32:
             raise ProtocolError("the peer granted more than 4 GiB on channel %d" % channel)
         if self._send_waiters:
             self._send_progress.notify_all()
 
     def _on_ping(self, flags, channel, payload):
-        self._control.append(encode_ping(decode_u64(payload), pong=True))
+        self._queue.add_control(encode_ping(decode_u64(payload), pong=True))
 
     def _on_pong(self, flags, channel, payload):
         pass
@@ -708,36 +677,29 @@ class Channels:
 
     # -- sending ------------------------------------------------------------
 
-    def _enqueue(self, sender, data, text):
+    def _enqueue(self, channel, data, text):
         """Queue a message (data None: the end of the channel) (lock held), then send or wake."""
-        now = time.monotonic()
-        burst = now - self._last_write < COALESCE_SECONDS
-        self._last_write = now
-        size = -1 if data is None else len(data)
-        if 0 <= size <= MAX_FRAGMENT and not self._order and sender._credit >= size:
+        now = _monotonic()
+        queue = self._queue
+        burst = now - queue.last_write < COALESCE_SECONDS
+        queue.last_write = now
+        frame = None if data is None else queue.encode_now(channel, data, text)
+        if frame is not None:
             # The common case: a small message with room, nothing queued before it
-            # (anything queued keeps messages in write order) is encoded now.
-            frame = _DATA_HEADER(VERSION, 0, Flags.TEXT if text else 0, sender.index, size) + data
-            sender._credit -= size
-            if (not burst and not self._sending and not self._ready and not self._control
-                    and self._unsent is None and self._sock is not None and interrupts.may_do_io()):
-                self._send_now(sender, frame)
+            # (anything queued keeps messages in write order), encoded now.
+            if (not burst and not self._sending and not queue.ready and not queue.control
+                    and queue.unsent is None and self._sock is not None
+                    and interrupts.may_do_io()):
+                self._send_now(channel, frame)
                 return
-            self._ready.append(frame)
-            self._ready_bytes += size + 8
-            self._ready_senders.add(sender)
+            queue.add_ready(channel, frame)
         else:
-            if data is not None:
-                sender._queued_bytes += size
-            seq = next(self._seq)
-            if not sender._items:
-                heapq.heappush(self._order, (seq, sender.index))
-            sender._items.append([data, text, 0, seq])
+            queue.add(channel, data, text)
         if self._sending:
             pass  # the sender takes it in its next batch
         elif not burst:
             self._kick()
-        elif self._ready_bytes >= BURST_BYTES and interrupts.may_do_io():
+        elif queue.ready_bytes >= BURST_BYTES and interrupts.may_do_io():
             self._pump()
         elif not self._wake_pending:
             self._wake_io()
@@ -755,7 +717,6 @@ class Channels:
             self._handoff_waiters -= 1
             self._send_waiters -= sending
 
-
     def _send_or_wait(self, timeout):
         """Progress for a writer that must wait until queued data goes out (lock held).
 
@@ -769,11 +730,11 @@ class Channels:
         if self._sending or not self._sendable() or not interrupts.may_do_io():
             self._wait_for_peer(self._send_progress, timeout)
             return
-        if self._unsent is not None:  # the socket is full: wait until it takes more
+        if self._queue.unsent is not None:  # the socket is full: wait until it takes more
             self._foreground_sending = True
             self._lock.release()
             try:
-                _poll([], [self._sock], timeout)
+                wait([], [self._sock], timeout)
             finally:
                 self._lock.acquire()
                 self._foreground_sending = False
@@ -786,7 +747,7 @@ class Channels:
         if not self._sending and self._sendable():
             self._wake_io()
 
-    def _send_now(self, sender, frame):
+    def _send_now(self, channel, frame):
         """Send one frame at once, the connection being idle (lock held): the latency path."""
         self._sending = True
         try:
@@ -794,17 +755,15 @@ class Channels:
                 sent = self._send_released(frame)
                 if sent is None:
                     return
-                self._last_sent = time.monotonic()
-                if sent < len(frame):  # the socket is full: the IO thread sends the rest
-                    self._batches_taken += 1
-                    sender._batch = self._batches_taken
-                    self._unsent = [memoryview(frame)[sent:]]
+                self._liveness.last_sent = _monotonic()
+                self._queue.add_direct(channel, frame, sent)
+                if self._queue.unsent is not None:  # the socket is full: the IO thread sends the rest
                     self._wake_io()
         finally:
             self._sending = False
             if self._send_waiters:
                 self._send_progress.notify_all()
-            if self._ready or self._control or self._order:
+            if self._queue.has_queued():
                 self._wake_io()  # what other threads queued while we were sending
 
     def _kick(self):
@@ -820,81 +779,7 @@ class Channels:
 
     def _sendable(self):
         """Is there anything the send role could send now? (lock held)"""
-        if self._sock is None or self._state == CLOSED:
-            return False
-        if self._control or self._ready or self._unsent is not None:
-            return True
-        for _, index in self._order:
-            sender = self._senders[index]
-            if sender._credit > 0 or sender._items[0][0] is None:
-                return True
-        return False
-
-    def _take_batch(self):
-        """Frames to send next, joined, or None (lock held). Control frames go first;
-        messages go in the order they were written; a message larger than a
-        fragment yields one fragment per turn, so others pass it."""
-        number = self._batches_taken + 1
-        parts = list(self._control)
-        self._control.clear()
-        if self._ready:
-            parts += self._ready
-            self._ready = []
-            self._ready_bytes = 0
-            for sender in self._ready_senders:
-                sender._batch = number
-            self._ready_senders.clear()
-        size = sum(map(len, parts))
-        skipped = []
-        while self._order and size < BATCH_BYTES:
-            seq, index = heapq.heappop(self._order)
-            sender = self._senders[index]
-            item = sender._items[0]
-            data, text, offset, _ = item
-            if data is None:  # end of channel
-                parts.append(encode_frame(FrameType.END, index))
-                size += 8
-                sender._items.popleft()
-                done = True
-            else:
-                if sender._credit <= 0:
-                    skipped.append((seq, index))
-                    continue
-                count = min(len(data) - offset, MAX_FRAGMENT, sender._credit)
-                done = offset + count == len(data)
-                parts.append(data_header(index, count, text, not done))
-                parts.append(memoryview(data)[offset:offset + count] if offset or not done else data)
-                sender._credit -= count
-                sender._queued_bytes -= count
-                size += count + 8
-                if done:
-                    sender._items.popleft()
-                else:
-                    item[2] = offset + count
-            sender._batch = number
-            if sender._items:
-                # The next message takes its own place; an unfinished one goes to the back.
-                heapq.heappush(self._order, (sender._items[0][3] if done else next(self._seq), index))
-        for entry in skipped:
-            heapq.heappush(self._order, entry)
-        if not parts:
-            return None
-        self._batches_taken = number
-        if not _GATHER or size < GATHER_BYTES:
-            return [b"".join(parts)]
-        # Fragments go to sendmsg() as they are: joining them would copy them once more.
-        buffers, run = [], []
-        for part in parts:
-            if len(part) < GATHER_BYTES:
-                run.append(part)
-                continue
-            if run:
-                buffers.append(b"".join(run))
-                run = []
-            buffers.append(part)
-        if run:
-            buffers.append(b"".join(run))
-        return buffers
+        return self._sock is not None and self._state != CLOSED and self._queue.sendable()
 
     def _pump(self, wake_when_full=True, limit=None):
         """Hold the send role and send without blocking until nothing is sendable (lock held).
@@ -905,19 +790,16 @@ class Channels:
         self._sending = True
         progress = False
         total = 0
+        queue = self._queue
         try:
             while self._sock is not None and self._state != CLOSED:
                 if limit is not None and total >= limit:
-                    if self._unsent is not None or self._control or self._ready or self._order:
+                    if queue.has_queued():
                         self._wake_io()
                     break
-                if self._unsent is None:
-                    if not (self._control or self._ready or self._order):
-                        break
-                    self._unsent = self._take_batch()
-                    if self._unsent is None:
-                        break
-                buffers = self._unsent
+                buffers = queue.next_buffers()
+                if buffers is None:
+                    break
                 with interrupts.critical:
                     sent = self._send_released(buffers if len(buffers) > 1 else buffers[0])
                     if sent is None:
@@ -928,10 +810,8 @@ class Channels:
                         break
                     progress = True
                     total += sent
-                    self._last_sent = time.monotonic()
-                    self._unsent = _unsent_part(buffers, sent)
-                    if self._unsent is None:
-                        self._batches_sent = self._batches_taken
+                    self._liveness.sent(_monotonic())
+                    queue.sent(sent)
         finally:
             self._sending = False
             if progress and self._send_waiters:
@@ -958,8 +838,7 @@ class Channels:
 
     def _drain(self, deadline):
         """Wait until everything queued is handed to the OS (lock held); False on timeout."""
-        while self._state != CLOSED and (self._control or self._ready or self._unsent is not None
-                                         or self._order):
+        while self._state != CLOSED and self._queue.has_queued():
             if not self._sending and self._sendable() and interrupts.may_do_io():
                 self._pump()
                 continue
@@ -995,11 +874,12 @@ class Channels:
         if self._state == CLOSED:
             return
         self._close_reason = reason
+        self._link.closed = True
         self._set_state(CLOSED)
         self._send_progress.notify_all()
         self._any_ready.notify_all()
-        for receiver in self._receivers:
-            receiver._wake()
+        for condition in self._readable:
+            condition.notify_all()
         for callback in self._close_callbacks:
             self._callbacks_due.append((callback, reason))
         self._close_callbacks = []
@@ -1016,7 +896,7 @@ class Channels:
 
     def _fail(self, error):
         """Close after the peer broke the protocol, telling it why (lock held)."""
-        if self._unsent is None and self._sock is not None and not self._sending:
+        if self._queue.unsent is None and self._sock is not None and not self._sending:
             try:  # at a frame boundary: one best-effort frame, never blocking
                 self._sock.send(encode_goaway(CloseCode.PROTOCOL_ERROR, str(error)))
             except OSError:
@@ -1042,68 +922,116 @@ class Channels:
                 traceback.print_exc()
 
 
-def _unsent_part(buffers, sent):
-    """What is left of buffers after `sent` bytes of them went out, or None."""
-    for i, buffer in enumerate(buffers):
-        if sent < len(buffer):
-            return [memoryview(buffer)[sent:]] + buffers[i + 1:]
-        sent -= len(buffer)
-    return None
+class Link:
+    """What the channel objects of one connection use of it: the whole
+    interface between channel.py and this module. Methods marked (lock held)
+    are called with `lock` held."""
 
+    def __init__(self, connection):
+        self._c = connection
+        self.lock = connection._lock
+        self.queue = connection._queue   # SendQueue: write()'s short path is its add_burst()
+        self.closed = False              # the connection has ended
 
-class _Poller:
-    """Waits until a socket is readable, or its wake socket is, or timeout passes.
+    def check_open(self):
+        """Raise ConnectionClosed if the connection has ended."""
+        self._c._check_open()
 
-    wait() returns True when either is ready; `woken` then tells whether the
-    wake socket was (it is drained).
-    """
-
-    def __init__(self, sock, wake):
-        self._sock, self._wake = sock, wake
-        self._wake_fd = wake.fileno()
-        self.woken = False
-        if hasattr(select, "poll"):
-            self._poll = select.poll()
-            self._poll.register(sock, select.POLLIN)
-            self._poll.register(wake, select.POLLIN)
-        else:
-            self._poll = None
-
-    def wait(self, timeout):
-        if self._poll is not None:
-            events = self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))
-            if len(events) == 1 and events[0][0] != self._wake_fd:  # the common case: data
-                self.woken = False
-                return True
-            self.woken = any(fd == self._wake_fd for fd, _ in events)
-        else:
-            ready = select.select([self._sock, self._wake], [], [], timeout)[0]
-            events, self.woken = ready, self._wake in ready
-        if self.woken:
+    def write(self, index, data, text):
+        """Queue a message (or send it at once), after waiting while the
+        channel has a window of unsent bytes (lock held)."""
+        c = self._c
+        queue = c._queue
+        size = len(data)
+        now = _monotonic()
+        if (size <= MAX_FRAGMENT and now - queue.last_write >= COALESCE_SECONDS
+                and not c._sending and c._sock is not None and 0 < size <= queue.credit[index]
+                and size <= c._peer_max_message and not queue.has_queued()
+                and interrupts.may_do_io()):
+            # The latency path: a small message, not in a burst, the connection idle.
+            queue.last_write = now
+            c._send_now(index, queue.encode_now(index, data, text))
+            return
+        if size > c._peer_max_message:
+            raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"
+                                  % (len(data), c._peer_max_message))
+        if not data:
+            return
+        # Bounded memory: past one window of unsent bytes, wait for the peer.
+        queued = c._queue.queued_bytes
+        if queued[index] >= c._window:
             try:
-                while self._wake.recv(4096):
-                    pass
-            except (BlockingIOError, InterruptedError, OSError):
-                pass
-        return bool(events)
+                while queued[index] >= c._window:
+                    c._send_or_wait(1.0)
+                    c._check_open()
+            finally:
+                c._leave_sending_to_io()
+        c._enqueue(index, data, text)
 
+    def end(self, index):
+        """Queue the end of channel index (lock held)."""
+        if self._c._state != CLOSED:
+            self._c._enqueue(index, None, False)
 
-def _poll(read, write, timeout):
-    """The sockets of read and write that are ready within timeout (None: no limit)."""
-    if not hasattr(select, "poll"):
-        return select.select(read, write, [], timeout)[:2]
-    poller = select.poll()
-    by_fd = {}
-    for sock in read:
-        by_fd[sock.fileno()] = sock
-        poller.register(sock, select.POLLIN)
-    for sock in write:
-        by_fd[sock.fileno()] = sock
-        poller.register(sock, select.POLLOUT)
-    readable, writable = [], []
-    for fd, event in poller.poll(None if timeout is None else math.ceil(timeout * 1000)):
-        if event & (select.POLLIN | select.POLLHUP | select.POLLERR) and by_fd[fd] in read:
-            readable.append(by_fd[fd])
-        if event & (select.POLLOUT | select.POLLHUP | select.POLLERR) and by_fd[fd] in write:
-            writable.append(by_fd[fd])
-    return readable, writable
+    def flush(self, index, deadline):
+        """Wait until what was written on channel index before this call is
+        handed to the OS, whatever is written later (lock held). Raises
+        ConnectionClosed, or TimeoutError after deadline."""
+        c = self._c
+        queue = c._queue
+        target = queue.written[index]  # the number of the last message to wait for
+        batch = None                   # the batch that carries its end, once known
+        try:
+            while True:
+                if batch is None and queue.taken[index] >= target:
+                    # That batch or a later one: later ones go out soon after.
+                    batch = queue.last_batch[index]
+                if batch is not None and queue.batches_sent >= batch:
+                    return
+                c._check_open()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("flush timed out on channel %d" % index)
+                c._send_or_wait(remaining)
+        finally:
+            c._leave_sending_to_io()
+
+    def wait(self, index, block):
+        """Wait per the blocking mode (True, False or seconds) until channel
+        index has a message (lock held): False if none came."""
+        c = self._c
+        inbox = c._inboxes[index]
+        if inbox.messages:
+            return True
+        if block is False or (block is not True and block <= 0):
+            return False
+        deadline = None if block is True else time.monotonic() + block
+        while not inbox.messages:
+            if inbox.ended or inbox.dropping or c._state == CLOSED:
+                return False
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if c._can_read_here():
+                c._read_in_foreground(remaining)
+            else:
+                c._read_waiters[index] += 1
+                try:
+                    c._wait_for_peer(c._readable[index], remaining)
+                finally:
+                    c._read_waiters[index] -= 1
+        return True
+
+    def grant(self, index, increment):
+        """Give the peer increment more bytes of room on channel index (lock held)."""
+        self._c._grant(index, increment)
+
+    def delivered(self, index):
+        """A message was added to channel index's inbox here (lock held): wake its readers."""
+        c = self._c
+        c._notify(index)
+        c._wake_foreground()
+
+    def stopped_reading(self, index):
+        """Channel index was closed here (lock held): wake its readers."""
+        self._c._readable[index].notify_all()

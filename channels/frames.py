@@ -25,8 +25,9 @@ NUM_CHANNELS = 128
 # per 64 KiB, small enough that a message on another channel waits for at most
 # one fragment (about 60 microseconds on loopback).
 MAX_FRAGMENT = 64 * 1024
-# Frames below this size are decoded from a bytes copy of what was received,
-# larger ones are copied out of it one by one.
+# Frames below this size are decoded from a bytes copy of what was received;
+# larger payloads are handed out as views of it (the caller copies them once,
+# where they go: a copy here would be one more per fragment of bulk data).
 SMALL_PAYLOAD = 4096
 # The longest close reason, in bytes of UTF-8.
 MAX_REASON = 1024
@@ -69,6 +70,8 @@ ALLOWED_FLAGS = {FrameType.DATA: Flags.TEXT | Flags.MORE}
 CHANNEL_TYPES = frozenset((FrameType.DATA, FrameType.END, FrameType.WINDOW))
 
 
+_pack = HEADER.pack
+_DATA, _TEXT, _MORE = int(FrameType.DATA), Flags.TEXT, Flags.MORE  # plain ints, per frame
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -78,24 +81,26 @@ def encode_frame(ftype, channel=0, payload=b"", flags=0):
     return HEADER.pack(VERSION, ftype, flags, channel, len(payload)) + payload
 
 
+def data_header(channel, length, text, more=False):
+    """The header of a DATA frame (the payload is sent after it): the one
+    place DATA headers are encoded."""
+    return _pack(VERSION, _DATA, (_TEXT if text else 0) | (_MORE if more else 0), channel, length)
+
+
+def encode_data(channel, data, text):
+    """One whole message of at most MAX_FRAGMENT bytes as one DATA frame
+    (data_header()'s encoding, spelled out: this is called per message)."""
+    return _pack(VERSION, _DATA, _TEXT if text else 0, channel, len(data)) + data
+
+
 def encode_message(channel, data, text):
     """The frames (as a list of bytes) carrying one message of `data` bytes."""
-    base = Flags.TEXT if text else 0
     if len(data) <= MAX_FRAGMENT:
-        return [HEADER.pack(VERSION, FrameType.DATA, base, channel, len(data)) + data]
+        return [encode_data(channel, data, text)]
     view = memoryview(data)
-    frames = []
-    for start in range(0, len(data), MAX_FRAGMENT):
-        chunk = view[start:start + MAX_FRAGMENT]
-        more = Flags.MORE if start + MAX_FRAGMENT < len(data) else 0
-        frames.append(HEADER.pack(VERSION, FrameType.DATA, base | more, channel, len(chunk)) + chunk)
-    return frames
-
-
-def data_header(channel, length, text, more):
-    """The header of a DATA frame (the payload is sent after it)."""
-    flags = (Flags.TEXT if text else 0) | (Flags.MORE if more else 0)
-    return HEADER.pack(VERSION, FrameType.DATA, flags, channel, length)
+    return [data_header(channel, len(view[start:start + MAX_FRAGMENT]), text,
+                        start + MAX_FRAGMENT < len(data)) + view[start:start + MAX_FRAGMENT]
+            for start in range(0, len(data), MAX_FRAGMENT)]
 
 
 def encode_window(channel, increment):
@@ -140,12 +145,21 @@ class Decoder:
         """The complete frames in `data` and what came before; keeps the rest.
 
         `data` is bytes or any bytes-like object (a memoryview of a reused
-        receive buffer, say): it is not kept, every payload is copied out as
-        bytes. Frames are (type, flags, channel, payload) tuples. Raises
+        receive buffer, say): it is not kept. Payloads are bytes, except DATA
+        payloads of SMALL_PAYLOAD bytes or more, which are memoryviews of
+        `data` or of a buffer of the decoder's: use or copy them before `data`
+        changes. Frames are (type, flags, channel, payload) tuples. Raises
         ProtocolError on a bad header, now and on every later call.
         """
         if self._error is not None:
             raise self._error
+        size = len(data)
+        if not self._buffer and size >= HEADER_SIZE:
+            version, ftype, flags, channel, length = HEADER.unpack_from(data)
+            if size == HEADER_SIZE + length and length < SMALL_PAYLOAD:
+                # Exactly one small frame: the common case of an exchange.
+                self._check(version, ftype, flags, channel, length)
+                return [(ftype, flags, channel, bytes(data[HEADER_SIZE:]))]
         frames = []
         if self._buffer:
             data = self._finish_frame(memoryview(data), frames)
@@ -169,7 +183,9 @@ class Decoder:
             if end > size:
                 break
             payload = data[pos + HEADER_SIZE:end]
-            frames.append((ftype, flags, channel, bytes(payload) if copy else payload))
+            if copy and length < SMALL_PAYLOAD:
+                payload = bytes(payload)
+            frames.append((ftype, flags, channel, payload))
             pos = end
         if pos < size:
             self._buffer = bytearray(data[pos:])
@@ -196,7 +212,8 @@ class Decoder:
         if len(buffer) < HEADER_SIZE + length:
             return None
         self._buffer = bytearray()
-        frames.append((ftype, flags, channel, bytes(memoryview(buffer)[HEADER_SIZE:])))
+        payload = memoryview(buffer)[HEADER_SIZE:]  # the buffer is the decoder's no more
+        frames.append((ftype, flags, channel, payload if length >= SMALL_PAYLOAD else bytes(payload)))
         return view[take:]
 
     def _check(self, version, ftype, flags, channel, length):

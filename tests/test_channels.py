@@ -211,7 +211,7 @@ def test_receiving_channel_is_usable_before_the_peer_connects(make):
 
 def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
     host, peer = pair
-    window = host.get_receiving_channel(1)._window
+    window = host._inboxes[1].window
     chunk = b"z" * 10000
     total = 5 * window // len(chunk)  # far more than the windows allow
     stalled = peer.get_sending_channel(1)
@@ -228,7 +228,7 @@ def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
     flooder = threading.Thread(target=flood)
     flooder.start()
     inbox = host.get_receiving_channel(1)
-    assert wait_until(lambda: inbox._queued_bytes >= window - len(chunk))
+    assert wait_until(lambda: host._inboxes[1].queued_bytes >= window - len(chunk))
     # Other channels still flow, both ways, while channel 1 is full.
     for i in range(50):
         peer.get_sending_channel(2).write("ping %d" % i)
@@ -236,8 +236,8 @@ def test_reader_that_never_reads_slows_the_writer_but_not_other_channels(pair):
         host.get_sending_channel(3).write("pong")
         assert peer.get_receiving_channel(3).read_one(block=T) == "pong"
     assert flooder.is_alive()  # the writer is held back...
-    assert inbox._queued_bytes <= window  # ...and memory stays bounded on both sides
-    assert stalled._queued_bytes <= window + len(chunk)
+    assert host._inboxes[1].queued_bytes <= window  # ...and memory stays bounded on both sides
+    assert peer._queue.queued_bytes[1] <= window + len(chunk)
     assert len(written) <= 2 * window // len(chunk) + 2
     for i in range(total):  # now read: everything written arrives
         assert inbox.read_one(block=T) == chunk, i
@@ -487,3 +487,54 @@ def test_flush_from_a_main_thread_with_a_foreign_sigint_handler_returns(pair):
         signal.signal(signal.SIGINT, previous)
     assert [host.get_receiving_channel(0).read_one(block=T) for _ in range(100)] == \
         ["m%d" % i for i in range(100)]
+
+
+def test_flush_waits_for_what_was_written_before_it_not_after(make):
+    # A full socket holds back a small message; once flush() waits for it,
+    # another write on the same channel follows that can never go out (no
+    # credit: the raw peer grants nothing). flush() returns when the small
+    # message is out, however much is written after the call.
+    host = make()
+    port = host.host()
+    sock = raw_peer(port)  # grants a window of 1 MiB per channel, and no more
+    assert host.wait_connected(T)
+    for channel in range(10, 30):  # far more than the socket buffers hold
+        host.get_sending_channel(channel).write(b"f" * (2 ** 20 - 100))
+    out = host.get_sending_channel(1)
+    out.write("before the flush")
+    flushed = []
+
+    def flush():
+        try:
+            out.flush(timeout=T)
+            flushed.append(True)
+        except Exception as error:
+            flushed.append(error)
+
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    assert wait_until(lambda: host._send_waiters or host._foreground_sending)
+    out.write(b"a" * (2 ** 20 - 10))  # more than the credit left
+    received = bytearray()
+    stop = threading.Event()
+
+    def drain_socket():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                data = sock.recv(2 ** 20)
+            except socket.timeout:
+                continue
+            if not data:
+                return
+            received.extend(data)
+    drainer = threading.Thread(target=drain_socket)
+    drainer.start()
+    try:
+        flusher.join(2 * T)
+        assert flushed == [True]
+        assert wait_until(lambda: b"before the flush" in received)
+    finally:
+        stop.set()
+        drainer.join(T)
+        sock.close()

@@ -85,6 +85,15 @@ def test_large_message_is_split_into_fragments():
 def test_bad_headers_raise_a_specific_protocol_error(header, message):
     with pytest.raises(ProtocolError, match=message):
         Decoder().feed(header + b"\0" * 8)
+    with pytest.raises(ProtocolError, match=message):  # exactly one frame, as one receive
+        Decoder().feed(memoryview(header + b"\0" * HEADER.unpack(header)[4]))
+
+
+def test_one_whole_small_frame_per_receive_decodes_as_bytes():
+    for frame in SAMPLE:
+        assert [tuple(f) for f in decode(frame)] == [tuple(f) for f in Decoder().feed(
+            memoryview(bytearray(frame)))]
+        assert all(type(f[3]) is bytes for f in Decoder().feed(memoryview(bytearray(frame))))
 
 
 def test_oversized_length_is_refused_before_the_payload_arrives():
@@ -195,19 +204,23 @@ def test_handshake_with_a_garbage_proof_rejects_the_peer():
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
 @pytest.mark.parametrize("first", [b"", b"x" * 5000], ids=["small frames", "large first"])
-def test_payloads_are_bytes_copied_out_of_a_reused_buffer(kind, first):
-    # The connection receives into one buffer and feeds views of it: every
-    # payload must survive the buffer being overwritten, split at any point.
+def test_payloads_survive_a_reused_buffer_as_used(kind, first):
+    # The connection receives into one buffer and feeds views of it: small
+    # payloads are bytes that survive the buffer being overwritten; large ones
+    # may be views, used (copied) before the next receive, split at any point.
     stream = encode_message(4, first, text=False)[0] + STREAM if first else STREAM
     expected = decode(stream)
     for split in range(1, len(stream), 1 if not first else 7):
         decoder = Decoder()
         buffer = bytearray(stream)
-        frames = decoder.feed(kind(memoryview(buffer)[:split]))
+        got = decoder.feed(kind(memoryview(buffer)[:split]))
+        frames = [f[:3] + (bytes(f[3]),) for f in got]  # used before the next receive
         buffer[:split] = b"\xff" * split
         buffer[split:] = stream[split:]
-        frames += decoder.feed(kind(memoryview(buffer)[split:]))
+        got += decoder.feed(kind(memoryview(buffer)[split:]))
+        frames += [f[:3] + (bytes(f[3]),) for f in got[len(frames):]]
         buffer[:] = b"\xff" * len(buffer)
         assert frames == expected
-        assert all(type(f[3]) is bytes for f in frames)
+        assert all(type(f[3]) is bytes for f in got if len(f[3]) < 4096)  # these survive as they are
+        assert [f for f in got if len(f[3]) < 4096] == [f for f in expected if len(f[3]) < 4096]
         assert not decoder.mid_frame

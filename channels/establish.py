@@ -1,0 +1,86 @@
+"""Establishing a connection: the handshake (handshake.py) run over a socket,
+and accepting peers until one passes it. Blocking steps that close() can cut
+short: every wait also watches a wake-up socket, and `closed()` is asked after
+each one.
+"""
+
+import time
+
+from .errors import AuthenticationError, ChannelsError, ConnectionClosed
+from .poll import wait
+
+
+class Establisher:
+    """Runs handshakes for one Channels object.
+
+    wake: a socket that becomes readable when close() is called;
+    on_wake(): empties it; closed(): has close() been called?
+    """
+
+    def __init__(self, wake, on_wake, closed):
+        self._wake, self._on_wake, self._closed = wake, on_wake, closed
+
+    def handshake(self, sock, handshake, deadline):
+        """Run handshake (a fresh Handshake) on sock; returns it finished or raises."""
+        sock.setblocking(False)
+        self._send(sock, handshake.start(), deadline)
+        while not handshake.done:
+            if not self._wait_for(sock, deadline):
+                raise AuthenticationError("the peer did not complete the handshake in time")
+            try:
+                data = sock.recv(handshake.needed)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                raise AuthenticationError("the peer closed the connection during the handshake")
+            reply = handshake.feed(data)
+            if reply:
+                self._send(sock, reply, deadline)
+            if handshake.rejected:
+                raise AuthenticationError("the peer does not know the key")
+        return handshake
+
+    def accept(self, listener, new_handshake, timeout, rejected):
+        """Accept peers until one passes the handshake within timeout seconds:
+        (socket, finished handshake), or None once closed. A peer that fails is
+        dropped and reported as rejected(error)."""
+        while True:
+            readable = wait([listener, self._wake], [], None)[0]
+            if self._closed():
+                return None
+            if self._wake in readable:
+                self._on_wake()
+            if listener not in readable:
+                continue
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                return sock, self.handshake(sock, new_handshake(), time.monotonic() + timeout)
+            except (ChannelsError, OSError) as error:
+                # A port scanner or a peer with the wrong key: drop it, keep waiting.
+                rejected(error)
+                sock.close()
+
+    def _wait_for(self, sock, deadline, write=False):
+        """Wait until sock is ready (False on timeout); close() interrupts the wait."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        readable, writable = wait([self._wake] + ([] if write else [sock]),
+                                  [sock] if write else [], remaining)
+        if self._closed():
+            raise ConnectionClosed("closed locally")
+        if self._wake in readable:
+            self._on_wake()
+        return sock in (writable if write else readable)
+
+    def _send(self, sock, data, deadline):
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view):]
+            except (BlockingIOError, InterruptedError):
+                if not self._wait_for(sock, deadline, write=True):
+                    raise AuthenticationError("the peer did not complete the handshake in time")
