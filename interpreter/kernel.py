@@ -20,10 +20,11 @@ polling, and the waiting thread reads the socket itself when it can, so an
 input needs no hand-off between threads. Console lines are taken from the
 stdin channel only while the loop is idle; user code that reads stdin
 (input(), pdb) reads it directly, so a code block is never consumed by
-input(). The wait's timeout is PUMP_INTERVAL while a GUI toolkit needs its
-events pumped (gui.py); else there is none: wait_any() also returns when a
-channel ends (the end of stdin at the prompt ends the kernel) or when the
-connection closes, so an idle kernel never wakes up.
+input(). With a GUI toolkit integrated (gui.py) the main thread runs the
+toolkit's own event loop instead, until input arrives, at the prompt and
+while user code waits in input(). There is no timeout: wait_any() also
+returns when a channel ends (the end of stdin at the prompt ends the kernel)
+or when the connection closes, so an idle kernel never wakes up.
 
 Interrupts arrive as KeyboardInterrupt in the main thread (channels'
 allow_interrupt). A lost connection ends the kernel: the main thread is
@@ -56,7 +57,7 @@ The key (hex) comes from the environment variable %s only.
 """ % protocol.ENV_KEY
 
 # Seconds the idle loop waits at most (see above).
-IDLE_TIMEOUT = None  # with no GUI to pump, wait for input for as long as it takes
+IDLE_TIMEOUT = None  # wait for input for as long as it takes
 # Seconds to connect to the client.
 CONNECT_TIMEOUT = 10.0
 # After the connection is lost: seconds user code gets to finish after its
@@ -174,11 +175,9 @@ class Kernel:
         self._running = False    # the main thread runs user code
         self._owe_ready = False  # an input was taken and its ready is not sent yet
         self._closing = False
-        self._pump = None
-        self._pump_interval = IDLE_TIMEOUT
+        self._gui = None         # the GUI event loop integration (gui.py), if any
         # The SIGINT handler in place when the kernel starts: channels' own.
         self._sigint_handler = signal.getsignal(signal.SIGINT)
-        self._next_pump = 0.0
         self.lines = StdinLines(link.stdin)
         self.output = Output(self._send_output, FromKernel.STDOUT,
                              after_timed_flush=self._flush_output_channels)
@@ -271,12 +270,12 @@ class Kernel:
             return
         from . import gui
         try:
-            self._pump = gui.get_pump(self.options.gui)
-        except (ImportError, ValueError) as error:
+            self._gui = gui.Integration(self.options.gui, self.primary.channels,
+                                        self.stderr.write)
+        except ValueError as error:
             self.stderr.write("kernel: no gui event loop: %s\n" % (error,))
         except Exception:
             self.console.showtraceback()
-        self._pump_interval = gui.PUMP_INTERVAL
 
     def _run_startup(self, path):
         import tokenize
@@ -321,12 +320,23 @@ class Kernel:
                 if self.lost:
                     return None
             except SystemExit as error:
+                if self._gui is not None and self._gui.ignores_exit(error):
+                    self._exec_exit_ignored()
+                    continue
                 return self._exit_code(error)
+
+    def _exec_exit_ignored(self):
+        """A script's sys.exit(app.exec()): exec() returned at once, the kernel goes on."""
+        self.console.resetbuffer()
+        self._more = False
+        self._end()
 
     def _next_input(self):
         """Wait for the next console line or control request: (kind, payload)."""
         link = self.primary
         waited = [link.stdin, link.control]
+        if self._gui is not None:
+            self._gui.between_runs()
         while True:
             if self.lost or not link.channels.is_connected:
                 return "lost", None
@@ -347,21 +357,23 @@ class Kernel:
             if link.control.closed:
                 _debug("control channel ended")
                 return "lost", None
-            timeout = self._pump_interval if self._pump is not None else IDLE_TIMEOUT
-            link.channels.wait_any(waited, timeout)
-            if self._pump is not None and time.monotonic() >= self._next_pump:
-                self._pump_gui()
+            if not self._pump_gui(waited):
+                link.channels.wait_any(waited, IDLE_TIMEOUT)
 
-    def _pump_gui(self):
+    def _pump_gui(self, waited):
+        """Run the GUI toolkit's events until one of waited has input; False if none runs."""
+        if self._gui is None:
+            return False
         try:
-            self._pump()
+            return self._gui.wait(waited)
         except KeyboardInterrupt:
             raise
         except Exception:
             self.console.showtraceback()
-            self.stderr.write("kernel: the gui event loop failed; it is no longer pumped\n")
-            self._pump = None
-        self._next_pump = time.monotonic() + self._pump_interval
+            self.stderr.write("kernel: the gui event loop failed; it is no longer integrated\n")
+            self._gui.close()
+            self._gui = None
+            return False
 
     def _run_line(self, line):
         if line.endswith("\n"):
@@ -495,6 +507,11 @@ class Kernel:
             self._status({"status": protocol.DEBUG, "prompt": prompt})
         else:
             self._status({"status": protocol.INPUT, "prompt": prompt, "password": bool(password)})
+        try:  # GUI events flow while user code waits for its input
+            self._pump_gui([self.primary.stdin])
+        except BaseException:
+            self._input_resume()
+            raise
 
     def _input_resume(self):
         self.output.end_line()
@@ -615,6 +632,8 @@ class Kernel:
             _debug("exit %s", code)
             self._status({"status": protocol.EXIT, "exit_code": code})
         self.output.close()
+        if self._gui is not None:
+            self._gui.close()
         for link in self.links:
             link.close()
         _debug("connection closed")
