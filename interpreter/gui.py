@@ -32,6 +32,8 @@ import threading
 
 from channels import interrupts
 
+from ._kernel_async import current_loop
+
 __all__ = ["TOOLKITS", "AUTO_MODULES", "GuiUnavailable", "Integration", "Waker"]
 
 # Seconds between looks at the toolkit's queue for a toolkit that has no way to
@@ -152,23 +154,6 @@ class AsyncioLoop(Toolkit):
         finally:
             loop.remove_reader(fd)
         return True
-
-
-def current_loop():
-    """The main thread's current asyncio event loop; a new one made current if it has none."""
-    import asyncio
-    import warnings
-    with warnings.catch_warnings():  # 3.12+ deprecate parts of the policy API
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            loop = policy.get_event_loop()
-        except RuntimeError:  # unset, e.g. by asyncio.run()
-            loop = None
-        if loop is None or loop.is_closed():
-            loop = asyncio.new_event_loop()
-            policy.set_event_loop(loop)
-    return loop
 
 
 QT_BINDINGS = ("PySide6", "PyQt6", "PySide2", "PyQt5")

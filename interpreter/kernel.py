@@ -266,6 +266,9 @@ class Kernel:
                                   % (options.cwd, error))
 
     def _start_gui(self):
+        from . import _kernel_async  # top-level await, with or without a gui
+        self.console.allow_await(_kernel_async.COMPILE_FLAGS, _kernel_async.awaits,
+                                 _kernel_async.run)
         if not self.options.gui or self.options.gui.lower() == "none":
             return
         from . import gui

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from test_kernel import TIMEOUT, KernelUnderTest
+from test_kernel import TIMEOUT, KernelUnderTest, python, spawn  # noqa: F401 (fixtures)
 
 # Timer callbacks per second the kernel must run while it waits (a 10 ms timer
 # gives about 100; the old 20 ms pump gave 50, a blocked loop gives 0).
@@ -327,6 +327,80 @@ def test_asyncio_run_inside_the_kernel_still_works(plain_kernel):
     kernel.run("since = time.monotonic()")
     _wait_in_kernel(WAIT)
     assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
+# -- top-level await (every Python 3.8+, with or without a gui) -----------------------------
+
+AWAIT_BLOCK = """\
+import asyncio, contextlib
+@contextlib.asynccontextmanager
+async def opened():
+    print('enter')
+    yield 'resource'
+    print('exit')
+async def numbers():
+    for i in range(3):
+        await asyncio.sleep(0)
+        yield i
+async with opened() as r:
+    print(r)
+async for i in numbers():
+    print(i)
+await asyncio.sleep(0.01, 'last value')
+"""
+
+
+@pytest.mark.parametrize("gui", ["none", "asyncio"])
+def test_top_level_await_in_blocks_and_console_lines(spawn, gui):
+    kernel = spawn(args=["--gui", gui])
+    kernel.output()
+    out, err, ready = kernel.run(AWAIT_BLOCK)
+    assert (out, err, ready["error"]) == ("enter\nresource\nexit\n0\n1\n2\n'last value'\n",
+                                          "", None)
+    out, err, _ = kernel.line("x = await asyncio.sleep(0, 6 * 7); x")
+    assert (out, err) == ("42\n", "")
+    kernel.line("async with opened() as r:")
+    kernel.line("    print(await asyncio.sleep(0, r))")
+    out, err, _ = kernel.line("")
+    assert (out, err) == ("enter\nresource\nexit\n", "")
+
+
+def test_top_level_await_traceback_shows_the_users_frames(spawn):
+    kernel = spawn()
+    out, err, ready = kernel.run("async def f():\n    raise ValueError('inner')\n"
+                                 "await f()\n", filename="script.py")
+    assert ready["error"] == "ValueError"
+    assert err.splitlines()[0] == "Traceback (most recent call last):"
+    assert 'File "script.py", line 3, in <module>' in err
+    assert 'File "script.py", line 2, in f' in err
+    assert "interpreter" not in err and "asyncio" not in err
+
+
+def test_await_outside_async_function_is_still_an_error(spawn):
+    kernel = spawn()
+    _, err, ready = kernel.run("def f():\n    await g()\n")
+    assert ready["error"] == "SyntaxError"
+
+
+@pytest.mark.parametrize("gui", ["none", "asyncio"])
+def test_interrupt_cancels_the_awaited_task_and_the_loop_stays(spawn, gui):
+    kernel = spawn(args=["--gui", gui])
+    kernel.output()
+    kernel.execute("import asyncio\n"
+                   "async def sleeper():\n"
+                   "    print('sleeping')\n"
+                   "    await asyncio.sleep(60)\n"
+                   "await sleeper()\n")
+    kernel.read_stdout_until("sleeping")
+    kernel.interrupt()
+    ready = kernel.wait_status()
+    assert ready["error"] == "KeyboardInterrupt"
+    assert "KeyboardInterrupt" in kernel.output()[1]
+    # Wherever the interrupt landed (in the loop's wait or in the task), no task is left.
+    out, err, _ = kernel.run("loop = asyncio.get_event_loop()\n"
+                             "print([t for t in asyncio.all_tasks(loop) if not t.done()])\n"
+                             "print(await asyncio.sleep(0, 'usable'))")
+    assert (out, err) == ("[]\nusable\n", "")
 
 
 # -- Qt --------------------------------------------------------------------------------------
