@@ -8,8 +8,8 @@ gui "asyncio", and gui "qt" holding one window (where a Qt binding imports):
   seconds at the prompt, as a share of one core;
 - wake-ups per second: voluntary context switches of all its threads
   (/proc/PID/task/*/status) over the same time;
-- the `pass` round trip (Kernel.run), median, the kernels taking turns in
-  rounds so machine noise hits all alike; target: within 1.5x of no gui.
+- the `pass` round trip (Kernel.run), median, the kernels taking turns run
+  by run so machine noise hits all alike; target: within 1.5x of no gui.
 Tk and Qt need a display: $DISPLAY, else an Xvfb started here (killed after).
 
 How the kernel waits (interpreter/gui.py): in the toolkit's own loop, woken
@@ -34,8 +34,7 @@ from interpreter import Kernel  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 IDLE = 2.0 if QUICK else 5.0       # seconds of idle measured
-ROUNDS = 5 if QUICK else 15        # rounds of round trips
-PER_ROUND = 40                     # round trips per kernel per round
+ROUNDS = 200 if QUICK else 1000    # rounds: each kernel runs one `pass` per round
 TARGET_CPU = 0.005                 # idle share of a core with a window open
 TARGET_RATIO = 1.5                 # round trip against the no-gui kernel
 
@@ -139,10 +138,9 @@ def main():
         times = {name: [] for name in kernels}
         for _ in range(ROUNDS):
             for name, kernel in kernels.items():
-                for _ in range(PER_ROUND):
-                    t0 = time.perf_counter()
-                    kernel.run("pass", timeout=10)
-                    times[name].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                kernel.run("pass", timeout=10)
+                times[name].append(time.perf_counter() - t0)
         reference = statistics.median(times["none"])
         print("%-8s %12s %12s %16s" % ("gui", "idle CPU", "wake-ups/s", "pass round trip"))
         for name in kernels:

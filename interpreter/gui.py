@@ -384,21 +384,25 @@ def is_exec_result(code):
 
 # -- waking the toolkit ----------------------------------------------------------------------
 
-class _Watch:
-    """One watched channel: the thread blocked on it and whether it may fire."""
+class _Watcher:
+    """A thread that blocks in wait_any() on the channels it was given, then fires."""
 
-    def __init__(self, channel):
-        self.channel = channel
-        self.armed = threading.Event()
+    def __init__(self):
+        self.channels = None  # the channels it waits on; None while it is idle
+        self.go = threading.Event()
         self.thread = None
 
 
 class Waker:
     """A file descriptor that becomes readable when a watched channel has input.
 
-    arm(channels) asks for one wake-up byte per channel once it has a message
-    or has ended; each channel's thread then waits to be armed again, so a
-    message nobody reads yet does not make it spin. drain() empties the socket.
+    arm(channels) asks for a wake-up byte once one of channels has a message
+    or has ended. A watcher thread blocks in wait_any() on them, writes the
+    byte and goes idle until armed again, so a message nobody reads yet does
+    not make it spin. wait_any() cannot be woken, so a watcher blocked on
+    other channels keeps waiting (it fires later, a spare wake-up) and an
+    idle one, or a new one, takes the new set: in practice one thread, two
+    after input() was interrupted. drain() empties the socket.
     """
 
     def __init__(self, channels):
@@ -406,7 +410,8 @@ class Waker:
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
-        self._watches = {}
+        self._lock = threading.Lock()
+        self._watchers = []
         self._closed = False
 
     def fileno(self):
@@ -417,14 +422,22 @@ class Waker:
         return self._writer.fileno()
 
     def arm(self, channels):
-        for channel in channels:
-            watch = self._watches.get(channel)
-            if watch is None:
-                watch = self._watches[channel] = _Watch(channel)
-                watch.thread = threading.Thread(target=self._watch, args=(watch,),
-                                                name="kernel-gui-waker", daemon=True)
-                watch.thread.start()
-            watch.armed.set()
+        wanted = set(channels)
+        with self._lock:
+            idle = None
+            for watcher in self._watchers:
+                if watcher.channels is None:
+                    idle = idle or watcher
+                elif wanted <= watcher.channels:
+                    return  # it fires when we need it (and maybe more often)
+            if idle is None:
+                idle = _Watcher()
+                idle.thread = threading.Thread(target=self._watch, args=(idle,),
+                                               name="kernel-gui-waker", daemon=True)
+                self._watchers.append(idle)
+                idle.thread.start()
+            idle.channels = wanted
+            idle.go.set()
 
     def drain(self):
         try:
@@ -433,14 +446,16 @@ class Waker:
         except (BlockingIOError, InterruptedError, OSError):
             pass
 
-    def _watch(self, watch):
+    def _watch(self, watcher):
         interrupts.block_in_this_thread()
         while True:
-            watch.armed.wait()
+            watcher.go.wait()
+            watcher.go.clear()
             if self._closed:
                 return
-            self._channels.wait_any([watch.channel])
-            watch.armed.clear()
+            self._channels.wait_any(list(watcher.channels))
+            with self._lock:
+                watcher.channels = None  # before the byte: an arm() that saw it busy is woken
             if self._closed:
                 return
             try:
@@ -453,8 +468,9 @@ class Waker:
         closes, which the kernel does next. The socketpair stays open until then (a
         thread may still write to it: closing it could hand its number to another)."""
         self._closed = True
-        for watch in self._watches.values():
-            watch.armed.set()
+        with self._lock:
+            for watcher in self._watchers:
+                watcher.go.set()
 
 
 # -- the integration -------------------------------------------------------------------------
