@@ -73,6 +73,11 @@ def _need_display(toolkit):
 
 # -- the toolkits ---------------------------------------------------------------------------
 
+# Functions that run a toolkit's mainloop and stop it themselves (a timer calls
+# quit()): their mainloop runs for real. matplotlib's canvases (plt.pause, ginput).
+SELF_STOPPING_CALLERS = frozenset(["start_event_loop"])
+
+
 class TkLoop(Toolkit):
     """Tk: Tcl's own event loop on a private Tcl interpreter, the waker fd a Tcl file handler.
 
@@ -98,11 +103,18 @@ class TkLoop(Toolkit):
         self._woken = False
 
     def patch(self):
-        """root.mainloop() and tkinter.mainloop() return at once: the kernel runs the loop."""
+        """root.mainloop() and tkinter.mainloop() return at once: the kernel runs the loop.
+
+        Except for a caller that stops it itself: matplotlib's start_event_loop
+        (plt.pause, ginput) runs mainloop until its own timer calls quit().
+        """
         tkinter = self._tkinter
+        real = tkinter.Misc.mainloop
 
         def mainloop(self_or_n=None, n=0):
             """Returns at once: the kernel runs Tk's event loop while it is idle."""
+            if sys._getframe(1).f_code.co_name in SELF_STOPPING_CALLERS:
+                return real(self_or_n, n)
         tkinter.Misc.mainloop = mainloop
         tkinter.mainloop = mainloop
 
@@ -475,6 +487,52 @@ class Waker:
 
 # -- the integration -------------------------------------------------------------------------
 
+class ImportWatcher:
+    """A sys.meta_path entry that calls imported() right after one of `names` (top-level
+    modules) is first imported, so gui auto integrates before the importing code calls
+    mainloop(), and matplotlib is set up before its first figure. It finds nothing itself."""
+
+    def __init__(self, names, imported):
+        self._names = frozenset(names)
+        self._imported = imported
+        self._finding = set()
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self._names or name in self._finding:
+            return None
+        import importlib.util
+        self._finding.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding.discard(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _NotifyingLoader(spec.loader, self._imported)
+        return spec
+
+
+class _NotifyingLoader:
+    """A module's own loader that calls imported() once the module is executed."""
+
+    def __init__(self, loader, imported):
+        self._loader, self._imported = loader, imported
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        loader = self._loader
+        module.__loader__ = loader
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = loader
+        loader.exec_module(module)
+        self._imported()
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
 class Integration:
     """The kernel's GUI integration: the toolkit asked for, its Waker, matplotlib set-up.
 
@@ -496,6 +554,9 @@ class Integration:
         self._waiting = False  # in a toolkit's wait: a nested one (input() in a callback) is not
         if not self._auto:
             self._start(name)
+        watched = [module for module, _ in AUTO_MODULES if "." not in module] if self._auto else []
+        self._import_watcher = ImportWatcher(watched + ["matplotlib"], self._check_imports)
+        sys.meta_path.insert(0, self._import_watcher)
 
     def _start(self, name):
         try:
@@ -584,3 +645,7 @@ class Integration:
 
     def close(self):
         self._waker.close()
+        try:
+            sys.meta_path.remove(self._import_watcher)
+        except ValueError:
+            pass

@@ -49,8 +49,7 @@ def display():
         pytest.skip("no display: DISPLAY is not set and Xvfb is not installed "
                     "(apt-get install xvfb)")
     read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp",
-                             "-screen", "0", "640x480x24"],
+    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(write)
@@ -285,6 +284,31 @@ def test_tk_idle_kernel_with_a_window_sleeps(gui_kernel):
     assert kernel.run("print(root.winfo_exists())")[0] == "1\n"
 
 
+def test_tk_auto_integrates_on_import(gui_kernel):
+    kernel = gui_kernel("auto")
+    assert kernel.startup_err == ""
+    _, err, _ = kernel.run(TK_TICKER + "root.mainloop()")  # returns: tk integrated on import
+    assert err == "kernel: gui event loop: tk\n"
+    kernel.run("since = time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
+@needs("matplotlib")
+def test_matplotlib_uses_tk_and_interactive_mode(gui_kernel):
+    kernel = gui_kernel("tk")
+    out, err, _ = kernel.run("import time, matplotlib\nimport matplotlib.pyplot as plt\n"
+                             "plt.plot([1, 2, 3])\nplt.show()\n"
+                             "print(matplotlib.get_backend())")
+    assert (out.lower(), err) == ("tkagg\n", "")
+    assert _value(kernel, "matplotlib.is_interactive()") == "True"
+    # plt.pause runs the loop for its time (its own timer stops it)
+    paused = float(_value(kernel, "(lambda t: (plt.pause(0.3), time.monotonic() - t)[1])"
+                                  "(time.monotonic())"))
+    assert paused >= 0.25
+    assert _value(kernel, "len(plt.get_fignums())") == "1"
+
+
 # -- asyncio ---------------------------------------------------------------------------------
 
 ASYNCIO_TICKER = """\
@@ -445,6 +469,17 @@ def test_qt_events_flow_and_exec_returns(gui_kernel):
     _wait_in_kernel(WAIT)
     kernel.answer("yes")
     assert float(_value(kernel, "during")) >= MIN_EVENTS_PER_SECOND
+
+
+@needs_qt
+@needs("matplotlib")
+def test_matplotlib_uses_qt(gui_kernel):
+    kernel = gui_kernel("qt")
+    out, err, _ = kernel.run("import matplotlib\nimport matplotlib.pyplot as plt\n"
+                             "plt.plot([1, 2, 3])\nplt.show()\n"
+                             "print(matplotlib.get_backend())")
+    assert (out.lower(), err) == ("qtagg\n" if QT in ("PySide6", "PyQt6") else "qt5agg\n", "")
+    assert _value(kernel, "matplotlib.is_interactive()") == "True"
 
 
 @needs_qt
