@@ -45,7 +45,7 @@ def start_xvfb():
     if xvfb is None:
         return None, None
     read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp"],
+    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp", "-noreset"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(write)

@@ -49,7 +49,9 @@ def display():
         pytest.skip("no display: DISPLAY is not set and Xvfb is not installed "
                     "(apt-get install xvfb)")
     read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp"],
+    # -noreset: by default Xvfb resets when its last client leaves, and a client
+    # connecting meanwhile fails (matplotlib's display check, then Qt's, did).
+    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp", "-noreset"],
                             pass_fds=(write,), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     os.close(write)
@@ -196,6 +198,17 @@ def test_tk_events_flow_between_commands_and_mainloop_returns(gui_kernel):
     kernel.run("since = time.monotonic()")
     _wait_in_kernel(WAIT)
     assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
+def test_tk_on_every_python(gui_kernel, python):
+    kernel = gui_kernel("tk", python=python)
+    out, err, _ = kernel.run(TK_TICKER + "root.mainloop()\nprint('mainloop returned')\n")
+    assert (out, err) == ("mainloop returned\n", "")
+    kernel.execute("since = time.monotonic()\nanswer = input('? ')\nduring = rate(since)")
+    kernel.wait_status(accept=("input",))
+    _wait_in_kernel(WAIT)
+    kernel.answer("yes")
+    assert float(_value(kernel, "during")) >= MIN_EVENTS_PER_SECOND
 
 
 def test_tk_events_flow_during_input(gui_kernel):
@@ -478,8 +491,30 @@ def test_matplotlib_uses_qt(gui_kernel):
     out, err, _ = kernel.run("import matplotlib\nimport matplotlib.pyplot as plt\n"
                              "plt.plot([1, 2, 3])\nplt.show()\n"
                              "print(matplotlib.get_backend())")
-    assert (out.lower(), err) == ("qtagg\n" if QT in ("PySide6", "PyQt6") else "qt5agg\n", "")
+    assert (out.lower(), err) == ("qtagg\n" if QT in ("PySide6", "PyQt6") else "qt5agg\n", ""), err
     assert _value(kernel, "matplotlib.is_interactive()") == "True"
+
+
+@needs_qt
+def test_qt_interrupt_at_the_prompt_keeps_the_loop(gui_kernel):
+    kernel = gui_kernel("qt")
+    kernel.run(QT_TICKER % (QT, QT))
+    kernel.interrupt()
+    kernel.run("since = time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
+@needs_qt
+def test_qt_crash_is_reported_as_the_kernels_death_with_its_message(display):
+    from interpreter import Kernel
+    with Kernel.spawn(gui="qt", env={"DISPLAY": display, "QT_QPA_PLATFORM": "bogus"},
+                      timeout=TIMEOUT) as kernel:
+        result = kernel.run("from %s.QtWidgets import QApplication\napp = QApplication([])"
+                            % QT, timeout=TIMEOUT)
+        assert result.error == "KernelDied"
+        assert 'platform plugin "bogus"' in result.stderr
+        assert kernel.status == "dead"
 
 
 @needs_qt
