@@ -52,6 +52,9 @@ class Toolkit:
     def between_runs(self):
         """Called before the kernel takes its next input."""
 
+    def imported(self):
+        """Called after user code imported a module the ImportWatcher watches."""
+
     def wait(self, fd):
         """Run the toolkit's events until fd is readable: True; False at once if
         there is nothing to run yet."""
@@ -313,7 +316,7 @@ class WxLoop(Toolkit):
             while not select.select([fd], [], [], POLL_INTERVAL)[0]:
                 while loop.Pending():
                     loop.Dispatch()
-                app.ProcessIdle()
+                loop.ProcessIdle()
         finally:
             del activator
         return True
@@ -334,15 +337,22 @@ class GtkLoop(Toolkit):
         _need_display("gtk")
         self._gi, self._glib = gi, GLib
         self._loop = GLib.MainLoop()
-        if sys.modules.get("gi.repository.Gtk") is not None:
-            gtk = sys.modules["gi.repository.Gtk"]
-            if getattr(gtk, "MAJOR_VERSION", 3) >= 4:
-                self.matplotlib_backend = "GTK4Agg"
 
     def patch(self):
+        """Gtk.main() returns at once and Gtk.main_quit() does nothing (GTK 3), once
+        Gtk is imported (called again after each import the ImportWatcher sees)."""
         gtk = sys.modules.get("gi.repository.Gtk")
-        if gtk is not None and hasattr(gtk, "main"):
+        if gtk is None or getattr(gtk, "_interpreter_patched", False):
+            return
+        if getattr(gtk, "MAJOR_VERSION", 3) >= 4:
+            self.matplotlib_backend = "GTK4Agg"
+        if hasattr(gtk, "main"):
             gtk.main = lambda: None
+            gtk.main_quit = lambda *args: None
+        gtk._interpreter_patched = True
+
+    def imported(self):
+        self.patch()
 
     def wait(self, fd):
         glib, loop = self._glib, self._loop
@@ -488,8 +498,8 @@ class Waker:
 # -- the integration -------------------------------------------------------------------------
 
 class ImportWatcher:
-    """A sys.meta_path entry that calls imported() right after one of `names` (top-level
-    modules) is first imported, so gui auto integrates before the importing code calls
+    """A sys.meta_path entry that calls imported() right after one of `names` (modules)
+    is first imported, so gui auto integrates before the importing code calls
     mainloop(), and matplotlib is set up before its first figure. It finds nothing itself."""
 
     def __init__(self, names, imported):
@@ -506,9 +516,12 @@ class ImportWatcher:
             spec = importlib.util.find_spec(name)
         finally:
             self._finding.discard(name)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        if spec is None or spec.loader is None:
             return spec
-        spec.loader = _NotifyingLoader(spec.loader, self._imported)
+        if hasattr(spec.loader, "exec_module"):
+            spec.loader = _NotifyingLoader(spec.loader, self._imported)
+        elif hasattr(spec.loader, "load_module"):  # a legacy loader (PyGObject's)
+            spec.loader = _NotifyingLegacyLoader(spec.loader, self._imported)
         return spec
 
 
@@ -528,6 +541,21 @@ class _NotifyingLoader:
             module.__spec__.loader = loader
         loader.exec_module(module)
         self._imported()
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _NotifyingLegacyLoader:
+    """A module's own legacy loader (load_module) that calls imported() after it."""
+
+    def __init__(self, loader, imported):
+        self._loader, self._imported = loader, imported
+
+    def load_module(self, fullname):
+        module = self._loader.load_module(fullname)
+        self._imported()
+        return module
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -554,8 +582,9 @@ class Integration:
         self._waiting = False  # in a toolkit's wait: a nested one (input() in a callback) is not
         if not self._auto:
             self._start(name)
-        watched = [module for module, _ in AUTO_MODULES if "." not in module] if self._auto else []
-        self._import_watcher = ImportWatcher(watched + ["matplotlib"], self._check_imports)
+        watched = [module for module, _ in AUTO_MODULES] if self._auto else []
+        self._import_watcher = ImportWatcher(watched + ["matplotlib", "gi.repository.Gtk"],
+                                             self._imported)
         sys.meta_path.insert(0, self._import_watcher)
 
     def _start(self, name):
@@ -571,6 +600,11 @@ class Integration:
         if backend:
             os.environ.setdefault("MPLBACKEND", backend)
         self._report("kernel: gui event loop: %s\n" % toolkit.name)
+
+    def _imported(self):
+        self._check_imports()
+        if self.toolkit is not None:
+            self.toolkit.imported()
 
     def _check_imports(self):
         modules = sys.modules

@@ -11,6 +11,7 @@ a stretch of time the test leaves the kernel waiting: at least
 MIN_EVENTS_PER_SECOND timer callbacks per second (a 10 ms Tk timer gives 100).
 """
 
+import functools
 import glob
 import importlib.util
 import os
@@ -529,3 +530,79 @@ def test_qt_second_application_and_closing_windows(gui_kernel):
     kernel.line("sys.exit(app.exec())")
     assert kernel.run("print('still alive')")[0] == "still alive\n"
     assert kernel.proc.poll() is None
+
+
+# -- GTK and wx: in whichever Python has them (Debian's python3-gi, python3-wxgtk4.0) -------
+
+@functools.lru_cache(maxsize=None)
+def _python_with(statement):
+    """A Python (this one, or the system's python3) where statement runs, or None."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        if not os.path.exists(candidate):
+            continue
+        try:
+            done = subprocess.run([candidate, "-c", statement], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+GTK_IMPORT = "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk"
+GTK_TICKER = GTK_IMPORT + """
+import time
+from gi.repository import GLib
+window = Gtk.Window()
+window.show_all()
+ticks = []
+def tick():
+    ticks.append(time.monotonic())
+    return True
+GLib.timeout_add(10, tick)
+def rate(since):
+    return len([t for t in ticks if t >= since]) / (time.monotonic() - since)
+"""
+
+WX_TICKER = """\
+import time, wx
+app = wx.App(False)
+frame = wx.Frame(None)
+frame.Show()
+ticks = []
+timer = wx.Timer()
+timer.Bind(wx.EVT_TIMER, lambda event: ticks.append(time.monotonic()))
+timer.Start(10)
+def rate(since):
+    return len([t for t in ticks if t >= since]) / (time.monotonic() - since)
+"""
+
+TOOLKIT_CASES = [
+    pytest.param("gtk", GTK_IMPORT, GTK_TICKER, "Gtk.main()", id="gtk"),
+    pytest.param("wx", "import wx", WX_TICKER, "app.MainLoop()", id="wx"),
+]
+
+
+@pytest.mark.parametrize("gui, probe, ticker, main_loop", TOOLKIT_CASES)
+def test_other_toolkits_events_flow_and_main_loop_returns(gui_kernel, gui, probe, ticker,
+                                                          main_loop):
+    python = _python_with(probe)
+    if python is None:
+        pytest.skip("no Python here has %s" % gui)
+    kernel = gui_kernel(gui, python=python)
+    assert "kernel: gui event loop: %s" % gui in kernel.startup_err
+    out, err, _ = kernel.run(ticker + main_loop + "\nprint('main loop returned')\n")
+    assert (out, err) == ("main loop returned\n", "")
+    kernel.run("since = time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+    kernel.execute("since = time.monotonic()\nanswer = input('? ')\nduring = rate(since)")
+    kernel.wait_status(accept=("input",))
+    _wait_in_kernel(WAIT)
+    kernel.answer("yes")
+    assert float(_value(kernel, "during")) >= MIN_EVENTS_PER_SECOND
+    kernel.interrupt()
+    kernel.run("since = time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
