@@ -104,6 +104,8 @@ class TkLoop(Toolkit):
         self._tcl = _tkinter.create(None, "interpreter", "Tk", False, tkinter.wantobjects,
                                     False, False, None)
         self._woken = False
+        self._waiting = False
+        self._fd = None
 
     def patch(self):
         """root.mainloop() and tkinter.mainloop() return at once: the kernel runs the loop.
@@ -122,19 +124,27 @@ class TkLoop(Toolkit):
         tkinter.mainloop = mainloop
 
     def _wake(self, fd, mask):
-        self._woken = True
-        self._tcl.quit()
+        if self._waiting:
+            self._woken = True
+            self._tcl.quit()
+        else:  # Tk runs for user code (update(), plt.pause): nobody waits for the byte
+            _drain(fd)
 
     def wait(self, fd):
         tcl = self._tcl
+        if self._fd != fd:
+            # Registered once: each (de)registration costs the Tcl notifier thread a
+            # wake-up, on every command.
+            tcl.createfilehandler(fd, self._tkinter.READABLE, self._wake)
+            self._fd = fd
         self._woken = False
-        tcl.createfilehandler(fd, self._tkinter.READABLE, self._wake)
+        self._waiting = True
         try:
             # An exception of a file handler (KeyboardInterrupt from a signal
             # handled in _wake) is raised by mainloop, not lost as with dooneevent.
             tcl.mainloop(0)
         finally:
-            tcl.deletefilehandler(fd)
+            self._waiting = False
         return self._woken
 
 
@@ -415,6 +425,15 @@ class _Watcher:
         self.thread = None
 
 
+def _drain(fd):
+    """Read what a non-blocking socket has."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError, OSError):
+        pass
+
+
 class Waker:
     """A file descriptor that becomes readable when a watched channel has input.
 
@@ -462,11 +481,7 @@ class Waker:
             idle.go.set()
 
     def drain(self):
-        try:
-            while self._reader.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError, OSError):
-            pass
+        _drain(self._reader.fileno())
 
     def _watch(self, watcher):
         interrupts.block_in_this_thread()
