@@ -23,6 +23,7 @@ and returns True, or returns False at once when there is nothing to run yet
 Add a toolkit by adding a class to TOOLKITS.
 """
 
+import importlib.util  # here, not in find_spec: an import within an import can deadlock
 import os
 import select
 import signal
@@ -525,7 +526,6 @@ class ImportWatcher:
     def find_spec(self, name, path=None, target=None):
         if name not in self._names or name in self._finding:
             return None
-        import importlib.util
         self._finding.add(name)
         try:
             spec = importlib.util.find_spec(name)
