@@ -224,6 +224,19 @@ def test_tk_events_flow_during_input(gui_kernel):
     assert float(_value(kernel, "during")) >= MIN_EVENTS_PER_SECOND
 
 
+def test_tk_events_flow_during_getpass(gui_kernel):
+    kernel = gui_kernel("tk")
+    kernel.run(TK_TICKER)
+    kernel.execute("import getpass\nsince = time.monotonic()\nsecret = getpass.getpass()\n"
+                   "during = rate(since)")
+    status = kernel.wait_status(accept=("input",))
+    assert status["password"] is True
+    _wait_in_kernel(WAIT)
+    kernel.answer("hush")
+    assert _value(kernel, "secret") == "hush"
+    assert float(_value(kernel, "during")) >= MIN_EVENTS_PER_SECOND
+
+
 def test_tk_events_flow_at_a_pdb_prompt(gui_kernel):
     kernel = gui_kernel("tk")
     kernel.run(TK_TICKER)
@@ -283,10 +296,19 @@ def _wakeups(pid):
     return total
 
 
+IDLE_SETUPS = [
+    pytest.param("tk", "import tkinter\nroot = tkinter.Tk()\nroot.update()\n"
+                       "alive = root.winfo_exists", id="tk"),
+    pytest.param("asyncio", "import asyncio\nloop = asyncio.get_event_loop()\n"
+                            "alive = lambda: int(not loop.is_closed())", id="asyncio"),
+]
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
-def test_tk_idle_kernel_with_a_window_sleeps(gui_kernel):
-    kernel = gui_kernel("tk")
-    kernel.run("import tkinter\nroot = tkinter.Tk()\nroot.update()")
+@pytest.mark.parametrize("gui, setup", IDLE_SETUPS)
+def test_idle_kernel_with_a_gui_sleeps(gui_kernel, gui, setup):
+    kernel = gui_kernel(gui)
+    kernel.run(setup)
     pid = kernel.proc.pid
     cpu, wakeups, start = _cpu_seconds(pid), _wakeups(pid), time.monotonic()
     _wait_in_kernel(IDLE_SECONDS)
@@ -295,7 +317,7 @@ def test_tk_idle_kernel_with_a_window_sleeps(gui_kernel):
     wakeups_per_second = (_wakeups(pid) - wakeups) / elapsed
     assert cpu_share < MAX_IDLE_CPU
     assert wakeups_per_second < MAX_IDLE_WAKEUPS
-    assert kernel.run("print(root.winfo_exists())")[0] == "1\n"
+    assert kernel.run("print(alive())")[0] == "1\n"
 
 
 def test_tk_auto_integrates_on_import(gui_kernel):
@@ -354,6 +376,15 @@ def test_asyncio_tasks_run_during_input(plain_kernel):
     _wait_in_kernel(WAIT)
     kernel.answer("yes")
     assert float(_value(kernel, "during")) >= MIN_EVENTS_PER_SECOND
+
+
+def test_asyncio_interrupt_at_the_prompt_keeps_the_loop(plain_kernel):
+    kernel = plain_kernel(["--gui", "asyncio"])
+    kernel.run(ASYNCIO_TICKER)
+    kernel.interrupt()
+    kernel.run("since = time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
 
 
 def test_asyncio_run_inside_the_kernel_still_works(plain_kernel):
@@ -504,6 +535,20 @@ def test_qt_interrupt_at_the_prompt_keeps_the_loop(gui_kernel):
     kernel.run("since = time.monotonic()")
     _wait_in_kernel(WAIT)
     assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
+@needs_qt
+def test_qt_interrupt_in_a_callback_lands_in_user_code(gui_kernel):
+    kernel = gui_kernel("qt")
+    kernel.run(QT_TICKER % (QT, QT) + "def stuck():\n    print('stuck', flush=True)\n"
+                                      "    time.sleep(60)\n"
+                                      "QTimer.singleShot(10, stuck)\n")
+    kernel.read_stdout_until("stuck")
+    kernel.interrupt()
+    _read_stderr_until(kernel, "KeyboardInterrupt")
+    since = _value(kernel, "time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(%s)" % since)) >= MIN_EVENTS_PER_SECOND
 
 
 @needs_qt
