@@ -3,7 +3,8 @@
     python bench/bench_gui.py [--quick]
 
 For kernels with no gui (the reference), gui "tk" holding one Tk window,
-gui "asyncio", and gui "qt" holding one window (where a Qt binding imports):
+gui "asyncio", and gui "qt", "gtk" and "wx" holding one window (where they
+import: in this Python, or GTK and wx in the system's python3):
 - idle CPU: utime+stime of the kernel process (/proc/PID/stat) over IDLE
   seconds at the prompt, as a share of one core;
 - wake-ups per second: voluntary context switches of all its threads
@@ -15,7 +16,7 @@ Tk and Qt need a display: $DISPLAY, else an Xvfb started here (killed after).
 How the kernel waits (interpreter/gui.py): in the toolkit's own loop, woken
 through a socket by a thread per watched channel blocked in wait_any(); no
 timer. wx is the exception: wxPython cannot watch a file descriptor, so its
-wait polls every gui.POLL_INTERVAL (not measured here: not installed).
+wait polls every gui.POLL_INTERVAL: its idle figures show what polling costs.
 The pump this replaced (a 20 ms timer) measured 2.0-2.2 % of a core and
 ~340 wake-ups/s with an idle Tk window, 1.4 % and 74 with asyncio.
 """
@@ -93,12 +94,25 @@ def qt_binding():
     return None
 
 
+def python_with(statement):
+    """A Python (this one, or the system's python3) where statement runs, or None."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        if os.path.exists(candidate) and subprocess.run(
+                [candidate, "-c", statement], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, timeout=60).returncode == 0:
+            return candidate
+    return None
+
+
+GTK = "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk"
 SETUPS = {
     "none": (None, "pass"),
     "tk": ("tk", "import tkinter\nroot = tkinter.Tk()\nroot.update()"),
     "asyncio": ("asyncio", "import asyncio"),
     "qt": ("qt", "import sys\nfrom {0}.QtWidgets import QApplication, QWidget\n"
                  "app = QApplication(sys.argv)\nw = QWidget()\nw.show()"),
+    "gtk": ("gtk", GTK + "\nw = Gtk.Window()\nw.show_all()"),
+    "wx": ("wx", "import wx\napp = wx.App(False)\nf = wx.Frame(None)\nf.Show()"),
 }
 
 
@@ -109,18 +123,23 @@ def main():
         display, xvfb = start_xvfb()
     binding = qt_binding()
     names = ["none", "asyncio"]
+    pythons = {}
     if display:
         names.insert(1, "tk")
         if binding:
             names.append("qt")
+        for name, probe in (("gtk", GTK), ("wx", "import wx")):
+            pythons[name] = python_with(probe)
+            if pythons[name]:
+                names.append(name)
     else:
-        print("no display (no DISPLAY, no Xvfb): tk and qt are not measured")
+        print("no display (no DISPLAY, no Xvfb): tk, qt, gtk and wx are not measured")
     env = {"DISPLAY": display} if display else None
     kernels = {}
     try:
         for name in names:
             gui, setup = SETUPS[name]
-            kernel = Kernel.spawn(gui=gui, env=env)
+            kernel = Kernel.spawn(python=pythons.get(name), gui=gui, env=env)
             result = kernel.run(setup.format(binding), timeout=30)
             if result.error:
                 print("%s: setup failed: %s" % (name, result.stderr))
