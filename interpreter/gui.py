@@ -7,11 +7,13 @@ run, and nothing wakes up on a timer.
 
 The toolkit's wait must end when input arrives on a channel. Channels offer
 no file descriptor for that, so a Waker (a socketpair) stands in for one: a
-small thread per watched channel blocks in Channels.wait_any() on it and
-writes one byte when it has a message or has ended; the toolkit watches the
-other end with its own means (Tk createfilehandler, a Qt QSocketNotifier,
-asyncio add_reader, a GLib io watch). The same socket is the signal wake-up
-fd during the wait, so an interrupt wakes the toolkit too.
+small thread blocks in Channels.wait_any() on the channels the kernel waits
+for and writes one byte when one has a message or has ended; the toolkit
+watches the other end with its own means (Tk createfilehandler, a Qt
+QSocketNotifier, asyncio add_reader, a GLib io watch; wx has none and polls).
+The same socket is the signal wake-up fd during the wait, so an interrupt
+wakes the toolkit too. An ImportWatcher on sys.meta_path sets things up the
+moment user code imports a toolkit (gui "auto") or matplotlib.
 
 Each toolkit is one small class in TOOLKITS: it imports the toolkit (only
 when asked for; ImportError or GuiUnavailable with a clear message when it
@@ -40,6 +42,7 @@ __all__ = ["TOOLKITS", "AUTO_MODULES", "GuiUnavailable", "Integration", "Waker"]
 # Seconds between looks at the toolkit's queue for a toolkit that has no way to
 # watch a file descriptor (wx): 50 per second keeps a window responsive.
 POLL_INTERVAL = 0.02
+
 
 class Toolkit:
     """What every toolkit class has; see the module docstring."""
@@ -617,9 +620,13 @@ class Integration:
         self._report("kernel: gui event loop: %s\n" % toolkit.name)
 
     def _imported(self):
-        self._check_imports()
-        if self.toolkit is not None:
-            self.toolkit.imported()
+        """Called by the ImportWatcher, inside the user's import statement."""
+        try:
+            self._check_imports()
+            if self.toolkit is not None:
+                self.toolkit.imported()
+        except Exception as error:  # never the user's import's failure
+            self._report("kernel: gui: %s: %s\n" % (type(error).__name__, error))
 
     def _check_imports(self):
         modules = sys.modules
