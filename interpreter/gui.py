@@ -10,7 +10,7 @@ no file descriptor for that, so a Waker (a socketpair) stands in for one: a
 small thread blocks in Channels.wait_any() on the channels the kernel waits
 for and writes one byte when one has a message or has ended; the toolkit
 watches the other end with its own means (Tk createfilehandler, a Qt
-QSocketNotifier, asyncio add_reader, a GLib io watch; wx has none and polls).
+QSocketNotifier, asyncio add_reader, a GLib poll fd; wx has none and polls).
 The same socket is the signal wake-up fd during the wait, so an interrupt
 wakes the toolkit too. An ImportWatcher on sys.meta_path sets things up the
 moment user code imports a toolkit (gui "auto") or matplotlib.
@@ -337,7 +337,7 @@ class WxLoop(Toolkit):
 
 
 class GtkLoop(Toolkit):
-    """GTK: a GLib main loop runs until a GLib io watch on the waker fd fires."""
+    """GTK: the GLib main context iterates until the waker fd, which it polls, is readable."""
 
     name = "gtk"
     matplotlib_backend = "GTK3Agg"
@@ -349,8 +349,7 @@ class GtkLoop(Toolkit):
         except ImportError:
             raise ImportError("gui 'gtk' needs PyGObject (gi), which is not installed")
         _need_display("gtk")
-        self._gi, self._glib = gi, GLib
-        self._loop = GLib.MainLoop()
+        self._glib = GLib
 
     def patch(self):
         """Gtk.main() returns at once and Gtk.main_quit() does nothing (GTK 3), once
@@ -369,19 +368,18 @@ class GtkLoop(Toolkit):
         self.patch()
 
     def wait(self, fd):
-        glib, loop = self._glib, self._loop
-        fired = []
-
-        def woken(*args):
-            fired.append(True)
-            loop.quit()
-            return False  # removes the watch
-        source = glib.io_add_watch(fd, glib.PRIORITY_DEFAULT, glib.IO_IN, woken)
+        # The fd is polled by GLib itself (add_poll), no Python callback: a signal
+        # handled in one would raise KeyboardInterrupt where GLib swallows it and
+        # drops the watch; here the iteration returns and the kernel gets it.
+        glib = self._glib
+        context = glib.MainContext.default()
+        poll = glib.PollFD(fd, glib.IOCondition.IN)
+        context.add_poll(poll, glib.PRIORITY_DEFAULT)
         try:
-            loop.run()
+            while not select.select([fd], [], [], 0)[0]:
+                context.iteration(True)
         finally:
-            if not fired:
-                glib.source_remove(source)
+            context.remove_poll(poll)
         return True
 
 
