@@ -515,8 +515,8 @@ class Waker:
 # -- the integration -------------------------------------------------------------------------
 
 class ImportWatcher:
-    """A sys.meta_path entry that calls imported() right after one of `names` (modules)
-    is first imported, so gui auto integrates before the importing code calls
+    """A sys.meta_path entry that calls imported(name) right after one of `names`
+    (modules) is first imported, so gui auto integrates before the importing code calls
     mainloop(), and matplotlib is set up before its first figure. It finds nothing itself."""
 
     def __init__(self, names, imported):
@@ -556,7 +556,7 @@ class _NotifyingLoader:
         if getattr(module, "__spec__", None) is not None:
             module.__spec__.loader = loader
         loader.exec_module(module)
-        self._imported()
+        self._imported(module.__name__)
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -570,7 +570,7 @@ class _NotifyingLegacyLoader:
 
     def load_module(self, fullname):
         module = self._loader.load_module(fullname)
-        self._imported()
+        self._imported(fullname)
         return module
 
     def __getattr__(self, name):
@@ -617,16 +617,18 @@ class Integration:
             os.environ.setdefault("MPLBACKEND", backend)
         self._report("kernel: gui event loop: %s\n" % toolkit.name)
 
-    def _imported(self):
-        """Called by the ImportWatcher, inside the user's import statement."""
+    def _imported(self, name):
+        """Called by the ImportWatcher, inside the user's import statement. matplotlib
+        is set up right after its own import, not after a toolkit's (that may be
+        matplotlib loading its backend: it is set up before the next input then)."""
         try:
-            self._check_imports()
+            self._check_imports(matplotlib=name == "matplotlib")
             if self.toolkit is not None:
                 self.toolkit.imported()
         except Exception as error:  # never the user's import's failure
             self._report("kernel: gui: %s: %s\n" % (type(error).__name__, error))
 
-    def _check_imports(self):
+    def _check_imports(self, matplotlib=True):
         modules = sys.modules
         if self._auto:
             for module, name in AUTO_MODULES:
@@ -634,7 +636,7 @@ class Integration:
                     self._auto = False
                     self._start(name)
                     break
-        if not self._matplotlib_done and self.toolkit is not None and \
+        if matplotlib and not self._matplotlib_done and self.toolkit is not None and \
                 "matplotlib" in modules:
             self._matplotlib_done = True
             self._setup_matplotlib(modules["matplotlib"])
@@ -672,7 +674,7 @@ class Integration:
         """
         if self._waiting or threading.current_thread() is not threading.main_thread():
             return False
-        self._check_imports()
+        self._check_imports(matplotlib=False)  # waiting in input(): user code is under way
         toolkit = self.toolkit
         if toolkit is None:
             return False

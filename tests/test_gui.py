@@ -528,6 +528,29 @@ def test_matplotlib_uses_qt(gui_kernel):
 
 
 @needs_qt
+def test_qt_auto_integrates_on_import(gui_kernel):
+    kernel = gui_kernel("auto")
+    out, err, ready = kernel.run(QT_TICKER % (QT, QT) + "print(QApplication([]) is app)\n"
+                                                        "sys.exit(app.exec())")
+    assert (out, ready["error"]) == ("True\n", None)
+    assert err.startswith("kernel: gui event loop: qt")
+    kernel.run("since = time.monotonic()")
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
+@needs_qt
+@needs("matplotlib")
+def test_matplotlib_with_auto_picks_its_backend_and_goes_interactive(gui_kernel):
+    kernel = gui_kernel("auto")
+    out, err, ready = kernel.run("import matplotlib, matplotlib.pyplot as plt\n"
+                                 "plt.plot([1, 2])\nplt.show()")
+    assert ready["error"] is None
+    assert err.startswith("kernel: gui event loop: ") and "matplotlib" not in err, err
+    assert _value(kernel, "matplotlib.is_interactive()") == "True"
+
+
+@needs_qt
 def test_qt_interrupt_at_the_prompt_keeps_the_loop(gui_kernel):
     kernel = gui_kernel("qt")
     kernel.run(QT_TICKER % (QT, QT))
