@@ -13,11 +13,11 @@ the awaited task and leaves the loop usable.
 Only asyncio is imported, and only when code awaits.
 """
 
-import ast
-
 __all__ = ["COMPILE_FLAGS", "awaits", "run", "current_loop"]
 
-COMPILE_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# ast.PyCF_ALLOW_TOP_LEVEL_AWAIT (0x2000 on 3.8-3.13; a test checks), without
+# importing ast at start-up.
+COMPILE_FLAGS = 0x2000
 # inspect.CO_COROUTINE, without importing inspect at start-up.
 CO_COROUTINE = 0x0080
 

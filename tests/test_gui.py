@@ -445,6 +445,15 @@ def test_top_level_await_traceback_shows_the_users_frames(spawn):
     assert "interpreter" not in err and "asyncio" not in err
 
 
+def test_compile_flag_is_pycf_allow_top_level_await():
+    import ast
+    from interpreter import _kernel_async
+    assert _kernel_async.COMPILE_FLAGS == ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    code = compile("await x", "<test>", "exec", _kernel_async.COMPILE_FLAGS)
+    assert _kernel_async.awaits(code)
+    assert not _kernel_async.awaits(compile("x", "<test>", "exec"))
+
+
 def test_await_outside_async_function_is_still_an_error(spawn):
     kernel = spawn()
     _, err, ready = kernel.run("def f():\n    await g()\n")
