@@ -19,9 +19,9 @@ Each toolkit is one small class in TOOLKITS: it imports the toolkit (only
 when asked for; ImportError or GuiUnavailable with a clear message when it
 cannot be had), makes script code work unchanged (mainloop()/exec() return
 at once, a second QApplication is the first one), names its matplotlib
-backend, and waits: wait(fd) runs the toolkit's events until fd is readable
-and returns True, or returns False at once when there is nothing to run yet
-(no window, no application): the kernel then waits on its channels alone.
+backend, and waits: wait(fd, drain) runs the toolkit's events until fd is
+readable and returns True, or returns False at once when there is nothing to
+run yet (no window, no application): the kernel then waits on its channels.
 Add a toolkit by adding a class to TOOLKITS.
 """
 
@@ -59,9 +59,9 @@ class Toolkit:
     def imported(self):
         """Called after user code imported a module the ImportWatcher watches."""
 
-    def wait(self, fd):
+    def wait(self, fd, drain):
         """Run the toolkit's events until fd is readable: True; False at once if
-        there is nothing to run yet."""
+        there is nothing to run yet. drain() empties fd."""
         raise NotImplementedError
 
 
@@ -110,6 +110,7 @@ class TkLoop(Toolkit):
         self._woken = False
         self._waiting = False
         self._fd = None
+        self._drain = None
 
     def patch(self):
         """root.mainloop() and tkinter.mainloop() return at once: the kernel runs the loop.
@@ -132,10 +133,11 @@ class TkLoop(Toolkit):
             self._woken = True
             self._tcl.quit()
         else:  # Tk runs for user code (update(), plt.pause): nobody waits for the byte
-            _drain(fd)
+            self._drain()
 
-    def wait(self, fd):
+    def wait(self, fd, drain):
         tcl = self._tcl
+        self._drain = drain
         if self._fd != fd:
             # Registered once: each (de)registration costs the Tcl notifier thread a
             # wake-up, on every command.
@@ -173,7 +175,7 @@ class AsyncioLoop(Toolkit):
     def between_runs(self):
         self.loop = current_loop()  # asyncio.run() unsets it; a loop of the user's stays
 
-    def wait(self, fd):
+    def wait(self, fd, drain):
         loop = self.loop = current_loop()
         if loop.is_running():  # the user runs it (a nested kernel wait): nothing to add
             return False
@@ -253,7 +255,7 @@ class QtLoop(Toolkit):
                     except (TypeError, AttributeError):
                         pass
 
-    def wait(self, fd):
+    def wait(self, fd, drain):
         core = self._core
         if core.QCoreApplication.instance() is None:
             return False
@@ -319,7 +321,7 @@ class WxLoop(Toolkit):
             return EXEC_RESULT
         self._wx.App.MainLoop = main_loop
 
-    def wait(self, fd):
+    def wait(self, fd, drain):
         wx = self._wx
         app = wx.App.Get() if hasattr(wx.App, "Get") else wx.GetApp()
         if app is None:
@@ -367,7 +369,7 @@ class GtkLoop(Toolkit):
     def imported(self):
         self.patch()
 
-    def wait(self, fd):
+    def wait(self, fd, drain):
         # The fd is polled by GLib itself (add_poll), no Python callback: a signal
         # handled in one would raise KeyboardInterrupt where GLib swallows it and
         # drops the watch; here the iteration returns and the kernel gets it.
@@ -427,15 +429,6 @@ class _Watcher:
         self.thread = None
 
 
-def _drain(fd):
-    """Read what a non-blocking socket has."""
-    try:
-        while os.read(fd, 4096):
-            pass
-    except (BlockingIOError, InterruptedError, OSError):
-        pass
-
-
 class Waker:
     """A file descriptor that becomes readable when a watched channel has input.
 
@@ -483,7 +476,11 @@ class Waker:
             idle.go.set()
 
     def drain(self):
-        _drain(self._reader.fileno())
+        try:
+            while self._reader.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError, OSError):
+            pass
 
     def _watch(self, watcher):
         interrupts.block_in_this_thread()
@@ -686,7 +683,7 @@ class Integration:
         self._waiting = True
         try:
             while not any(channel.pending or channel.closed for channel in channels):
-                if not toolkit.wait(waker.fileno()):
+                if not toolkit.wait(waker.fileno(), waker.drain):
                     return False
                 waker.drain()
                 waker.arm(channels)
