@@ -13,6 +13,7 @@ Threads:
 - introspection: answers completion/calltip/doc/namespace requests, also
   while the main thread runs user code.
 - the output flusher (_kernel_streams.py), and the channels' IO thread.
+- with a GUI toolkit integrated, the waker that ends its wait (gui.py).
 
 How the main loop waits: on the stdin channel (console lines) and the control
 channel (code blocks from the editor) at once, with channels' wait_any(): no
