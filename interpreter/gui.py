@@ -617,7 +617,11 @@ class Integration:
     def _imported(self, name):
         """Called by the ImportWatcher, inside the user's import statement. matplotlib
         is set up right after its own import, not after a toolkit's (that may be
-        matplotlib loading its backend: it is set up before the next input then)."""
+        matplotlib loading its backend: it is set up before the next input then).
+        An import in another thread is picked up by the main thread before the next
+        input: a toolkit belongs to the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         try:
             self._check_imports(matplotlib=name == "matplotlib")
             if self.toolkit is not None:
