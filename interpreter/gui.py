@@ -119,14 +119,26 @@ class TkLoop(Toolkit):
         (plt.pause, ginput) runs mainloop until its own timer calls quit().
         """
         tkinter = self._tkinter
-        real = tkinter.Misc.mainloop
+        real_mainloop, real_quit = tkinter.Misc.mainloop, tkinter.Misc.quit
+        running = []  # the mainloops that run for real
 
         def mainloop(self_or_n=None, n=0):
             """Returns at once: the kernel runs Tk's event loop while it is idle."""
             if sys._getframe(1).f_code.co_name in SELF_STOPPING_CALLERS:
-                return real(self_or_n, n)
+                running.append(True)
+                try:
+                    return real_mainloop(self_or_n, n)
+                finally:
+                    running.pop()
+
+        def quit(self):
+            """Ends a mainloop() that runs; the kernel's own loop goes on (a Quit
+            button's root.quit() would otherwise stop Tk until the next input)."""
+            if running:
+                real_quit(self)
         tkinter.Misc.mainloop = mainloop
         tkinter.mainloop = mainloop
+        tkinter.Misc.quit = quit
 
     def _wake(self, fd, mask):
         if self._waiting:

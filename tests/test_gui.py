@@ -262,6 +262,14 @@ def test_tk_closing_the_last_window_leaves_the_kernel(gui_kernel):
     assert kernel.proc.poll() is None
 
 
+def test_tk_quit_leaves_the_loop_running(gui_kernel):
+    kernel = gui_kernel("tk")
+    kernel.run(TK_TICKER + "root.after(20, root.quit)\nroot.mainloop()")
+    kernel.run("since = time.monotonic() + 0.05")  # after the quit
+    _wait_in_kernel(WAIT)
+    assert float(_value(kernel, "rate(since)")) >= MIN_EVENTS_PER_SECOND
+
+
 def test_tk_interrupt_at_the_prompt_keeps_the_loop(gui_kernel):
     kernel = gui_kernel("tk")
     kernel.run(TK_TICKER)
