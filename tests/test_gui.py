@@ -3,8 +3,10 @@
 Each test starts a real kernel (the KernelUnderTest of test_kernel.py) with
 `--gui NAME`. Tests with windows need an X display: DISPLAY if it is set,
 else an Xvfb of their own (started once per session, killed after); they
-skip with the reason when neither can be had. Qt, wx, GTK and matplotlib
-tests run where those import in the Python running the tests, else skip.
+skip with the reason when neither can be had. Qt and matplotlib tests run
+where those import in the Python running the tests, GTK and wx where they
+import in it or in the system's python3 (python3-gi, python3-wxgtk4.0);
+else they skip. Top-level await runs on every Python 3.8-3.13 in ~/.pyenv.
 
 Rates of GUI events are measured in the kernel, against its own clock, over
 a stretch of time the test leaves the kernel waiting: at least
