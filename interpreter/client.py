@@ -110,8 +110,9 @@ class Kernel:
         python: any Python 3.8+ executable (default: this one); cwd: its working
         directory (default: ours); env: variables added to our environment (a
         value of None removes one); argv: its sys.argv (default [""]); gui: the
-        event loop to integrate; startup: a script run before the first prompt;
-        path0: its sys.path[0] (default "", like the REPL's).
+        event loop to integrate ("tk", "asyncio", "qt", "wx", "gtk", "auto" or
+        None); startup: a script run before the first prompt; path0: its
+        sys.path[0] (default "", like the REPL's).
         Raises KernelError, with what the process printed, if it does not get
         ready within timeout seconds.
         """

@@ -511,7 +511,8 @@ def _parser():
                         help="the Python 3.8+ executable the kernel runs on (default: the "
                              "one running this console); nothing needs installing there")
     parser.add_argument("--gui", metavar="NAME",
-                        help="the GUI event loop the kernel integrates (e.g. tk, asyncio, qt)")
+                        help="the GUI event loop the kernel integrates: tk, asyncio, qt, wx, "
+                             "gtk, auto (the first toolkit your code imports) or none")
     parser.add_argument("--cwd", metavar="DIR",
                         help="the kernel's working directory (default: the current one)")
     parser.add_argument("-i", dest="interactive", action="store_true",

@@ -5,6 +5,8 @@ run bookkeeping (the execution count, the id of the control request
 running, whether user code runs, whether a ready is owed); it sends status
 through a Reporter (status.py) and starts an IntrospectionServer
 (introspection.py) per client after the first ready.
+With a GUI toolkit integrated, the loop waits in the toolkit's own event loop
+(gui.py), which a waker thread ends when input arrives.
 
 How the main loop waits: on the stdin channel (console lines) and the control
 channel (code blocks from the editor) at once, with channels' wait_any(): no
@@ -12,10 +14,11 @@ polling, and the waiting thread reads the socket itself when it can, so an
 input needs no hand-off between threads. Console lines are taken from the
 stdin channel only while the loop is idle; user code that reads stdin
 (input(), pdb) reads it directly, so a code block is never consumed by
-input(). The wait's timeout is PUMP_INTERVAL while a GUI toolkit needs its
-events pumped (gui.py); else there is none: wait_any() also returns when a
-channel ends (the end of stdin at the prompt ends the kernel) or when the
-connection closes, so an idle kernel never wakes up.
+input(). With a GUI toolkit integrated (gui.py) the main thread runs the
+toolkit's own event loop instead, until input arrives, at the prompt and
+while user code waits in input(). There is no timeout: wait_any() also
+returns when a channel ends (the end of stdin at the prompt ends the kernel)
+or when the connection closes, so an idle kernel never wakes up.
 
 Interrupts arrive as KeyboardInterrupt in the main thread (channels'
 allow_interrupt). A lost connection ends the kernel: the main thread is
@@ -27,7 +30,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from channels import interrupts
 
@@ -43,7 +45,7 @@ from .streams import InputStream, OutputStream, StdinLines
 __all__ = ["KernelLoop"]
 
 # Seconds the idle loop waits at most (see above).
-IDLE_TIMEOUT = None  # with no GUI to pump, wait for input for as long as it takes
+IDLE_TIMEOUT = None  # wait for input for as long as it takes
 # After the connection is lost: seconds user code gets to finish after its
 # KeyboardInterrupt before the process exits anyway.
 EXIT_GRACE = 0.5
@@ -65,11 +67,9 @@ class KernelLoop:
         self._running = False    # the main thread runs user code
         self._owe_ready = False  # an input was taken and its ready is not sent yet
         self._closing = False
-        self._pump = None
-        self._pump_interval = IDLE_TIMEOUT
+        self._gui = None         # the GUI event loop integration (gui.py), if any
         # The SIGINT handler in place when the kernel starts: channels' own.
         self._sigint_handler = signal.getsignal(signal.SIGINT)
-        self._next_pump = 0.0
         self.lines = StdinLines(link.stdin)
         self.output = self.reporter.output
         flush = self.reporter.flush
@@ -124,16 +124,18 @@ class KernelLoop:
         install.apply_options(self.options, self.stderr)
 
     def _start_gui(self):
+        from . import awaiting  # top-level await, with or without a gui
+        self.console.allow_await(awaiting.COMPILE_FLAGS, awaiting.awaits, awaiting.run)
         if not self.options.gui or self.options.gui.lower() == "none":
             return
         from . import gui
         try:
-            self._pump = gui.get_pump(self.options.gui)
-        except (ImportError, ValueError) as error:
+            self._gui = gui.Integration(self.options.gui, self.primary.channels,
+                                        self.stderr.write)
+        except ValueError as error:
             self.stderr.write("kernel: no gui event loop: %s\n" % (error,))
         except Exception:
             self.console.showtraceback()
-        self._pump_interval = gui.PUMP_INTERVAL
 
     def _run_startup(self, path):
         import tokenize
@@ -175,11 +177,22 @@ class KernelLoop:
                 if self.lost:
                     return None
             except SystemExit as error:
+                if self._gui is not None and self._gui.ignores_exit(error):
+                    self._exec_exit_ignored()
+                    continue
                 return self._exit_code(error)
+
+    def _exec_exit_ignored(self):
+        """A script's sys.exit(app.exec()): exec() returned at once, the kernel goes on."""
+        self.console.resetbuffer()
+        self._more = False
+        self._end()
 
     def _next_input(self):
         """Wait for the next console line or control request: (kind, payload)."""
         link = self.primary
+        if self._gui is not None:
+            self._gui.between_runs()
         while True:
             if self.lost or not link.channels.is_connected:
                 return "lost", None
@@ -197,21 +210,23 @@ class KernelLoop:
             # lines and introspection go on (the end of stdin or of the connection ends the
             # kernel, not this).
             waited = [link.stdin] if link.control.closed else [link.stdin, link.control]
-            timeout = self._pump_interval if self._pump is not None else IDLE_TIMEOUT
-            link.channels.wait_any(waited, timeout)
-            if self._pump is not None and time.monotonic() >= self._next_pump:
-                self._pump_gui()
+            if not self._pump_gui(waited):
+                link.channels.wait_any(waited, IDLE_TIMEOUT)
 
-    def _pump_gui(self):
+    def _pump_gui(self, waited):
+        """Run the GUI toolkit's events until one of waited has input; False if none runs."""
+        if self._gui is None:
+            return False
         try:
-            self._pump()
+            return self._gui.wait(waited)
         except KeyboardInterrupt:
             raise
         except Exception:
             self.console.showtraceback()
-            self.stderr.write("kernel: the gui event loop failed; it is no longer pumped\n")
-            self._pump = None
-        self._next_pump = time.monotonic() + self._pump_interval
+            self.stderr.write("kernel: the gui event loop failed; it is no longer integrated\n")
+            self._gui.close()
+            self._gui = None
+            return False
 
     def _run_line(self, line):
         if line is not None and line.endswith("\n"):
@@ -340,6 +355,11 @@ class KernelLoop:
     def _input_wait(self, password, prompt):
         """sys.stdin is about to block: status input (or debug at a pdb prompt)."""
         self.reporter.input_wait(password, prompt)
+        try:  # GUI events flow while user code waits for its input
+            self._pump_gui([self.primary.stdin])
+        except BaseException:
+            self._input_resume()
+            raise
 
     def _input_resume(self):
         self.output.end_line()
@@ -390,6 +410,8 @@ class KernelLoop:
             _debug("exit %s", code)
             self.reporter.status({"status": protocol.EXIT, "exit_code": code})
         self.output.close()
+        if self._gui is not None:
+            self._gui.close()
         for link in self.links:
             link.close()
         _debug("connection closed")

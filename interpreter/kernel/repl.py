@@ -85,6 +85,16 @@ class KernelConsole(code.InteractiveConsole):
         self._flags = 0           # __future__ features that console input turned on
         self._source = ""
         self.error = None
+        self._await_flags = 0      # added to the compiler flags of blocks (see allow_await)
+        self._run_awaiting = None
+
+    def allow_await(self, flags, awaits, run):
+        """Top-level await: compile with flags; a code object for which awaits(code) is
+        true is run by run(code, namespace), which returns the exception it ended in
+        (its traceback starting at the user's code) or None."""
+        self._await_flags = flags
+        self._flags |= flags
+        self._awaits, self._run_awaiting = awaits, run
 
     # -- console lines ------------------------------------------------------
 
@@ -173,6 +183,18 @@ class KernelConsole(code.InteractiveConsole):
     def runcode(self, code_object):
         if not self._in_block and _has_statements(self._source):
             self._on_run()
+        if self._run_awaiting is not None and self._awaits(code_object):
+            error = self._run_awaiting(code_object, self.locals)
+            if error is not None:
+                try:
+                    raise error  # shown like an exception of exec()'s code
+                except SystemExit:
+                    raise
+                except BaseException:
+                    self.showtraceback()
+                finally:
+                    error = None
+            return
         super().runcode(code_object)
 
     def interrupt(self):
@@ -193,17 +215,19 @@ class KernelConsole(code.InteractiveConsole):
         register_source(filename, source, lineno)
         try:
             padded = "\n" * (lineno - 1) + source
-            tree = compile(padded, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            flags = self._await_flags
+            tree = compile(padded, filename, "exec", ast.PyCF_ONLY_AST | flags,
+                           dont_inherit=True)
             body, last = tree.body, None
             if body and isinstance(body[-1], ast.Expr):
                 body, last = body[:-1], body[-1]
             codes = []
             if body:
                 module = ast.Module(body=body, type_ignores=[])
-                codes.append(compile(module, filename, "exec", dont_inherit=True))
+                codes.append(compile(module, filename, "exec", flags, dont_inherit=True))
             if last is not None:
                 codes.append(compile(ast.Interactive(body=[last]), filename, "single",
-                                     dont_inherit=True))
+                                     flags, dont_inherit=True))
         except (OverflowError, SyntaxError, ValueError, MemoryError, RecursionError):
             self.showsyntaxerror()
             return
