@@ -234,23 +234,25 @@ class Kernel:
 
     def complete(self, code, cursor=None, timeout=1.0):
         """Completions of the word ending at cursor (default: the end): each is
-        the full text replacing that word. [] on timeout."""
+        the full text replacing that word. Raises TimeoutError when the kernel
+        does not answer within timeout seconds ([] from a dead kernel)."""
         if cursor is None:
             cursor = len(code)
         return self._session.introspect(
             {"type": protocol.COMPLETE, "code": code, "cursor": cursor}, timeout, [])
 
     def signature(self, expr, timeout=1.0):
-        """The calltip of the callable expr names, or None."""
+        """The calltip of the callable expr names, or None (TimeoutError: see complete)."""
         return self._session.introspect(
             {"type": protocol.SIGNATURE, "expr": expr}, timeout, None)
 
     def doc(self, expr, timeout=1.0):
-        """The documentation of what expr names, or None."""
+        """The documentation of what expr names, or None (TimeoutError: see complete)."""
         return self._session.introspect({"type": protocol.DOC, "expr": expr}, timeout, None)
 
     def namespace(self, timeout=1.0):
-        """The names of __main__ as (name, type name, short repr) tuples."""
+        """The names of __main__ as (name, type name, short repr) tuples (TimeoutError:
+        see complete)."""
         rows = self._session.introspect({"type": protocol.NAMESPACE}, timeout, [])
         return [tuple(row) for row in rows or []]
 
@@ -494,12 +496,16 @@ class _Session:
                 self.introspect_channel.write(protocol.encode(request))
             except (ChannelsError, ValueError, OSError):
                 return empty
-            self.reply_pump.wait(lambda: self.replies[ident] is not None or self.dead, deadline)
+            answered = self.reply_pump.wait(
+                lambda: self.replies[ident] is not None or self.dead, deadline)
             with self.cond:
                 reply = self.replies[ident]
         finally:
             with self.cond:
                 self.replies.pop(ident, None)
+        if not answered:
+            raise TimeoutError("the kernel did not answer a %s request within %g s"
+                               % (request["type"], timeout))
         if reply is None or reply.get("result") is None:
             return empty
         return reply["result"]

@@ -269,7 +269,11 @@ class Console:
             else:
                 token = _TOKEN.search(line[:cursor]).group()
                 head = text[:len(text) - len(token)] if text.endswith(token) else ""
-                self._matches = [head + match for match in self.kernel.complete(line, cursor)]
+                try:
+                    matches = self.kernel.complete(line, cursor)
+                except TimeoutError:   # a busy kernel: no completions, no noise
+                    matches = []
+                self._matches = [head + match for match in matches]
         if state < len(self._matches):
             return self._matches[state]
         return None

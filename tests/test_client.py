@@ -240,6 +240,18 @@ def test_completion_while_busy(k):
     assert k.wait_ready(5)
 
 
+def test_introspection_timeout_raises_timeout_error(k):
+    """No answer in time is an error, not an empty answer ([] is "no completions")."""
+    k.run("import sys", timeout=5)
+    for call in (lambda: k.complete("sys.version_i", timeout=0),
+                 lambda: k.signature("print", timeout=0),
+                 lambda: k.doc("print", timeout=0),
+                 lambda: k.namespace(timeout=0)):
+        with pytest.raises(TimeoutError):
+            call()
+    assert "sys.version_info" in k.complete("sys.version_i", timeout=5)   # still served
+
+
 def test_concurrent_callers(k):
     k.run("import os", timeout=5)
     k.execute("import time; time.sleep(0.5)")

@@ -110,6 +110,26 @@ def test_in_process_with_stream_parameters(tmp_path):
     assert stderr.getvalue() == "err\n"
 
 
+def test_tab_completion_is_silent_when_the_kernel_does_not_answer(monkeypatch):
+    """A kernel that does not answer in time gives no completions and no traceback."""
+    class Stalled:
+        def complete(self, code, cursor=None, timeout=1.0):
+            raise TimeoutError("no answer")
+
+    class Readline:
+        @staticmethod
+        def get_line_buffer():
+            return "import o"
+
+        @staticmethod
+        def get_endidx():
+            return 8
+
+    monkeypatch.setitem(sys.modules, "readline", Readline)
+    c = console.Console(Stalled(), io.StringIO(), io.StringIO(), io.StringIO(), interactive=False)
+    assert c.complete("o", 0) is None
+
+
 # -- in a pseudo-terminal ------------------------------------------------------------
 
 class Terminal:
