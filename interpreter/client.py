@@ -36,19 +36,24 @@ from . import protocol
 from .launch import PACKAGE_ROOT, kernel_command, kernel_environment
 from .process import KernelProcess
 from .protocol import FromKernel, ToKernel
-from .readers import SENTINEL, Collector, Pump, text_of
+from .output import OrderedView, OutputStore, StreamView
+from .readers import SENTINEL, Pump, text_of
+from .output import STREAMS
 from .status import DEAD, IDLE, STARTING, StatusTracker
 
 __all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD"]
 
-# How long a run() waits for its answer before it starts threads that keep
-# reading the output channels (a long run must not fill the flow-control
-# window and stall the kernel, while a short run should start no thread).
-_COLLECT_AFTER = 0.02
+# Seconds a run() whose kernel died waits at most for the end of its output
+# (the client closes the connection within 1 s of the death).
+_AFTER_DEATH = 2.0
 # The longest interrupt() waits for an idle kernel to begin the run just sent.
 _INTERRUPT_WAIT = 1.0
 
 _ids = itertools.count(1)
+
+
+def _anything(item):
+    return True
 
 
 class KernelError(Exception):
@@ -144,9 +149,10 @@ class Kernel:
     def run(self, source, timeout=None, filename=None, lineno=1):
         """Execute source, wait until the kernel is ready, and return a RunResult.
 
-        Collects the output that arrives on k.stdout/k.stderr meanwhile (so do
-        not read those streams from another thread at the same time). Raises
-        KernelError if timeout seconds pass first (its .result has the output so far).
+        The result holds the output of this run only: output of earlier runs
+        still unread in k.stdout/k.stderr/k.output is dropped, output of later
+        ones stays there. Raises KernelError if timeout seconds pass first (its
+        .result has the output so far).
         """
         return self._session.run(source, timeout, filename, lineno)
 
@@ -229,6 +235,15 @@ class Kernel:
     @property
     def stderr(self):
         return self._session.stderr
+
+    @property
+    def output(self):
+        """Both output streams in the order the kernel wrote them: iterate for
+        (stream name, text) pairs, "stdout" or "stderr" (read_one(block) gives
+        one pair or None). What is read here is not on k.stdout/k.stderr, and
+        the other way round: read one or the other. Output of C code and
+        child processes joins as it is read from the kernel's pipes."""
+        return self._session.output
 
     # -- introspection ------------------------------------------------------
 
@@ -314,13 +329,18 @@ class _Session:
         self.stdin = self.channels.get_sending_channel(ToKernel.STDIN)
         self.control = self.channels.get_sending_channel(ToKernel.CONTROL)
         self.introspect_channel = self.channels.get_sending_channel(ToKernel.INTROSPECT)
-        self.stdout = self.channels.get_receiving_channel(FromKernel.STDOUT)
-        self.stderr = self.channels.get_receiving_channel(FromKernel.STDERR)
+        self.store = OutputStore(self.channels.get_receiving_channel(FromKernel.ORDER),
+                                 self.channels.get_receiving_channel(FromKernel.STDOUT),
+                                 self.channels.get_receiving_channel(FromKernel.STDERR))
+        self.stdout = StreamView(self.store, "stdout")
+        self.stderr = StreamView(self.store, "stderr")
+        self.output = OrderedView(self.store)
+        self.runs_waiting = 0         # run() calls waiting (wake them on each status)
         # Output the process wrote to its pipes before an idle status is
         # delivered first, like the output that came over the connection.
         self.tracker = StatusTracker(before_idle=self.flush_pipes)
-        self.status_pump = Pump(self.channels.get_receiving_channel(FromKernel.STATUS),
-                                 self.tracker.feed, self.cond)
+        self.status_channel = self.channels.get_receiving_channel(FromKernel.STATUS)
+        self.status_pump = Pump(self.status_channel, self._on_status, self.cond)
         self.reply_pump = Pump(self.channels.get_receiving_channel(FromKernel.INTROSPECT),
                                 self._on_reply, self.cond)
 
@@ -377,6 +397,15 @@ class _Session:
         return self.process.exit_code
 
     # -- status, read by whoever looks or waits (lock: self.cond) -------------
+
+    def _on_status(self, text):
+        self.tracker.feed(text)
+        try:
+            self.store.counted(protocol.decode(text))
+        except ValueError:
+            pass
+        if self.runs_waiting:
+            self.store.wake()   # a run() may wait on the output channels: have it look
 
     def _on_reply(self, text):
         try:
@@ -447,33 +476,49 @@ class _Session:
     def run(self, source, timeout, filename, lineno):
         deadline = None if timeout is None else time.monotonic() + timeout
         ident = next(_ids)
-        tracker = self.tracker
+        tracker, store = self.tracker, self.store
+        taken = []
         with self.cond:
             tracker.watch(ident)
+            self.runs_waiting += 1
         try:
             self.execute(source, filename, lineno, ident)
-
-            def done():
-                return tracker.result(ident) is not None or tracker.dead
-
-            first = time.monotonic() + _COLLECT_AFTER
-            if deadline is not None:
-                first = min(first, deadline)
-            finished = self.status_pump.wait(done, first)
-            collectors = []
-            if not finished:
-                collectors = [Collector(self.stdout), Collector(self.stderr)]
-                finished = self.status_pump.wait(done, deadline)
-            if self.dead:
-                self.status_pump.poll()   # an "exit" message may still be waiting
-            self.flush_pipes()
-            out = [c.stop() for c in collectors] or ["", ""]
-            stdout = out[0] + text_of(self.stdout.read(False))
-            stderr = out[1] + text_of(self.stderr.read(False))
+            while True:
+                self.status_pump.poll()
+                with self.cond:
+                    ready, dead = tracker.result(ident), tracker.dead
+                if ready is not None and all(store.counts[name] >= ready.get(name, 0)
+                                             for name in STREAMS):
+                    break
+                item = store.take(_anything, False)
+                if item is not None:
+                    taken.append(item)
+                    continue
+                if dead:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._wait_for_run(remaining)
+            if dead or ready is not None:
+                self.flush_pipes()
+                if dead:
+                    self.status_pump.poll()   # an "exit" message may still be waiting
+                # What is here of it, and of the pipes; after a death, all that
+                # came before the connection ends (the client closes it at once).
+                block = _AFTER_DEATH if dead else False
+                while True:
+                    item = store.take(_anything, block)
+                    if item is None:
+                        break
+                    taken.append(item)
             with self.cond:
-                message = tracker.result(ident)
-                if message is not None:
-                    return RunResult(stdout, stderr, message.get("error"))
+                ready = tracker.result(ident)
+                begun = tracker.begun(ident)
+            stdout, stderr = self._attribute(taken, begun, ready)
+            if ready is not None:
+                return RunResult(stdout, stderr, ready.get("error"))
+            with self.cond:
                 if tracker.dead:
                     error = "KernelDied" if tracker.announced_exit is None else "SystemExit"
                     return RunResult(stdout, stderr, error, self.exit_code)
@@ -482,6 +527,42 @@ class _Session:
         finally:
             with self.cond:
                 tracker.unwatch(ident)
+                self.runs_waiting -= 1
+
+    def _wait_for_run(self, remaining):
+        """Wait until a status or output may have come (a run() waiting)."""
+        waited = [self.status_channel, self.store.order]
+        awaited = self.store.awaited()
+        if awaited is not None:
+            waited.append(awaited)
+        if self.status_channel.closed and not self.status_channel.pending:
+            # The connection ended: what can still come is the process's end.
+            with self.cond:
+                self.cond.wait_for(lambda: self.tracker.dead, remaining)
+            return
+        self.channels.wait_any(waited, remaining)
+
+    def _attribute(self, taken, begun, ready):
+        """(stdout, stderr) of a run from the items taken: kernel messages numbered
+        after its busy and up to its ready; local text (pipes) taken meanwhile."""
+        parts = {"stdout": [], "stderr": []}
+        later = []
+        for item in taken:
+            name, text, number = item
+            if number is not None:
+                if begun is not None and number <= begun.get(name, 0):
+                    continue   # an earlier run's output, left unread
+                if ready is not None and number > ready.get(name, number):
+                    later.append(item)   # a later run's: it stays for its reader
+                    continue
+            elif later:
+                later.append(item)
+                continue
+            if isinstance(text, str):
+                parts[name].append(text)
+        if later:
+            self.store.put_back(later)
+        return "".join(parts["stdout"]), "".join(parts["stderr"])
 
     def introspect(self, request, timeout, empty):
         if self.dead:

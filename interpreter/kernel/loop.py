@@ -375,6 +375,7 @@ class KernelLoop:
             except Exception:
                 pass
             _debug("exit %s", code)
+            self.output.flush()   # all output goes before the last status
             self.reporter.status({"status": protocol.EXIT, "exit_code": code})
         self.output.close()
         for link in self.links:
