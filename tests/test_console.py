@@ -145,6 +145,7 @@ class Terminal:
                 os._exit(127)
         self.pid, self.fd = pid, fd
         self.output = ""
+        self.last_consumed = ""   # the output the last expect() matched through
         self.exit_status = None
 
     def send(self, keys):
@@ -176,6 +177,7 @@ class Terminal:
         while True:
             match = regex.search(self.output)
             if match:
+                self.last_consumed = self.output[:match.end()]
                 self.output = self.output[match.end():]
                 return match
             remaining = deadline - time.monotonic()
@@ -286,6 +288,18 @@ def test_pty_output_while_idle_and_from_c(term, tmp_path):
     t.expect(r"later\n")
     t.send("_ = os.system('pwd')\n")
     t.expect(re.escape(str(tmp_path)) + r"\n>>> ")
+
+
+def test_pty_stdout_and_stderr_in_the_kernel_order(term):
+    """A traceback never shows before the output printed before it."""
+    t = term()
+    for n in range(20):
+        t.send("print('out-%d'); 1/0\n" % n)
+        t.expect(r"ZeroDivisionError: division by zero\n>>> ")
+        before = t.last_consumed
+        assert before.index("out-%d\n" % n) < before.index("Traceback"), before
+    t.send("\x04")
+    assert t.wait() == 0
 
 
 def test_pty_input_getpass_and_pdb(term):
