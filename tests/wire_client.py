@@ -7,7 +7,9 @@ code against itself. It spawns `python -m interpreter.kernel`, runs the
 handshake as the host, and speaks frames: it joins fragments, decodes text
 after joining, grants WINDOW credit as it consumes messages, answers PINGs,
 respects the kernel's credit when it sends, and drains the kernel process's
-stdout and stderr pipes. Every wait has a deadline.
+stdout and stderr pipes. It takes the output counts off every status and
+waits for the output they count before handing it out, and merges STDOUT and
+STDERR by the ORDER records (ordered()). Every wait has a deadline.
 """
 
 import hashlib
