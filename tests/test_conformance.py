@@ -432,6 +432,25 @@ def test_introspection_answered_while_stdout_stalled(session):
     assert json.loads(reply) == {"id": 2, "result": ["print"]}
 
 
+def test_interrupt_and_status_while_stdout_stalled(session):
+    """A run blocked on a STDOUT without credit takes an interrupt, and its ready comes."""
+    _, client = session
+    client.hold.add(STDOUT)
+    client.send_json(CONTROL, {"type": "execute", "id": 1,
+                               "source": "import sys; sys.stdout.write('x' * 30000000)"})
+    try:
+        assert client.next_status() == busy(1, 1)
+        client.wait(lambda: client.messages.get(STDOUT), what="the run to start writing")
+        client.interrupt()
+        statuses = client.statuses_until(lambda s: s["status"] == "ready", timeout=5)
+        assert statuses == [ready(1, 1, "KeyboardInterrupt")]
+    finally:
+        client.hold.discard(STDOUT)
+        client.grant(STDOUT, at_least=1)
+    client.take(STDOUT)
+    assert client.text(STDERR).endswith("KeyboardInterrupt\n")
+
+
 def test_status_does_not_wait_for_a_stalled_stdout(session):
     """A run whose output flow control holds back still ends: its ready comes at once,
     counting the messages before it, and the output follows once credit comes."""
