@@ -32,6 +32,10 @@ _NAMES = {mark: ("stdout" if index == FromKernel.STDOUT else "stderr")
 # Seconds a read waits at most for output a status already counted: it
 # follows that status at once, unless flow control holds it back.
 CATCH_UP = 2.0
+# Characters the store holds at most before a reader stops taking more from
+# the channels: output for another reader (k.stderr while only k.stdout is
+# read) then waits on the connection, under flow control, not in memory.
+HELD_CHARS = 8 * 1024 * 1024
 # Local records on the ORDER channel (the kernel's records are digits only).
 _LOCAL = "\0l"    # the next item of the store's local queue
 _WAKE = "\0w"     # nothing: wakes a reader waiting on the ORDER channel
@@ -46,6 +50,7 @@ class OutputStore:
         self.raw = {"stdout": stdout, "stderr": stderr}
         self.cond = threading.Condition()
         self.items = deque()
+        self.size = 0             # characters of the items held
         self.counts = {"stdout": 0, "stderr": 0}   # kernel messages taken from the channels
         self.local = deque()      # (name, text) injected, each with a _LOCAL record
         self.marks = deque()      # record digits read whose messages are not taken yet
@@ -87,6 +92,7 @@ class OutputStore:
                 with self.cond:
                     name, text = self.local.popleft()
                     self.items.append((name, text, None))
+                    self.size += len(text)
                 return True
             if record == _WAKE:
                 return True
@@ -109,6 +115,7 @@ class OutputStore:
         with self.cond:
             self.counts[name] += 1
             self.items.append((name, text, self.counts[name]))
+            self.size += len(text)
         return True
 
     def ended(self):
@@ -146,7 +153,10 @@ class OutputStore:
                     wait = max(deadline, catch_up) - now
                 else:
                     wait = deadline - now
-                if self.pulling:
+                if self.pulling or self.size >= HELD_CHARS:
+                    # Another reader pulls; or what is held is for other readers
+                    # (k.stderr unread while k.stdout is read): pull no more, and
+                    # flow control stops the kernel, as it would without the store.
                     if wait is not None and wait <= 0:
                         return None
                     self.cond.wait(wait)
@@ -172,6 +182,9 @@ class OutputStore:
         for position, item in enumerate(self.items):
             if match(item):
                 del self.items[position]
+                self.size -= len(item[1])
+                if self.size < HELD_CHARS:
+                    self.cond.notify_all()
                 return item
         return None
 
@@ -179,6 +192,7 @@ class OutputStore:
         """Return items taken (in their order) to the front of the store."""
         with self.cond:
             self.items.extendleft(reversed(items))
+            self.size += sum(len(item[1]) for item in items)
             self.cond.notify_all()
 
     def count(self, match):

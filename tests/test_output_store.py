@@ -69,3 +69,18 @@ def test_a_read_waits_for_output_a_status_counted(wire):
     send[FromKernel.STDOUT].write("counted\n")
     assert stdout.read(False) == "counted\n"   # not '' although it was not here yet
     assert stdout.read(False) == ""
+
+
+def test_output_for_another_reader_is_held_only_up_to_a_bound(wire, monkeypatch):
+    from interpreter import output
+    monkeypatch.setattr(output, "HELD_CHARS", 10)
+    send, store = wire
+    stdout, stderr = StreamView(store, "stdout"), StreamView(store, "stderr")
+    send[FromKernel.ORDER].write("1110")
+    for _ in range(3):
+        send[FromKernel.STDERR].write("0123456789")
+    send[FromKernel.STDOUT].write("out")
+    assert stdout.read_one(0.3) == ""            # stderr fills the store: no more is taken
+    assert store.size == 10
+    assert [stderr.read_one(T) for _ in range(3)] == ["0123456789"] * 3   # its reader frees it
+    assert stdout.read_one(T) == "out"
