@@ -504,6 +504,10 @@ def test_messages_are_cut_to_the_clients_maximum(spawn):
     client.statuses_until(lambda s: s["status"] == "ready")
     assert client.text(STDOUT) == "x" * 200000 + "\nsmall\n"
     assert max(len(m.encode()) for m in client.all_messages[STDOUT]) <= 100000
+    # A reply that cannot be cut is answered with a null result instead.
+    execute(client, "globals().update(('n%d' % i, i) for i in range(10000))", 2)
+    client.send_json(INTROSPECT, {"type": "namespace", "id": 3})
+    assert json.loads(client.next_message(REPLIES)) == {"id": 3, "result": None}
 
 
 # -- ending ------------------------------------------------------------------

@@ -108,11 +108,6 @@ class Reporter:
         self.flush(FromKernel.STDOUT)
         self.flush(FromKernel.STDERR)
 
-    def reply(self, link, text):
-        """An introspection reply: no order with anything, so no lock and no wait for output."""
-        link.send(FromKernel.INTROSPECT, text)
-        link.flush(FromKernel.INTROSPECT)
-
     def status(self, message):
         """Send a status message now, numbered after all output written before it."""
         self.write_status(message)
