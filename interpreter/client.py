@@ -335,7 +335,7 @@ class _Session:
         self.stdout = StreamView(self.store, "stdout")
         self.stderr = StreamView(self.store, "stderr")
         self.output = OrderedView(self.store)
-        self.runs_waiting = 0         # run() calls waiting (wake them on each status)
+        self.run_threads = []         # threads in run(): woken by statuses others read
         # Output the process wrote to its pipes before an idle status is
         # delivered first, like the output that came over the connection.
         self.tracker = StatusTracker(before_idle=self.flush_pipes)
@@ -404,7 +404,8 @@ class _Session:
             self.store.counted(protocol.decode(text))
         except ValueError:
             pass
-        if self.runs_waiting:
+        runs = self.run_threads
+        if runs and (len(runs) > 1 or runs[0] != threading.get_ident()):
             self.store.wake()   # a run() may wait on the output channels: have it look
 
     def _on_reply(self, text):
@@ -480,7 +481,7 @@ class _Session:
         taken = []
         with self.cond:
             tracker.watch(ident)
-            self.runs_waiting += 1
+            self.run_threads.append(threading.get_ident())
         try:
             self.execute(source, filename, lineno, ident)
             while True:
@@ -527,7 +528,7 @@ class _Session:
         finally:
             with self.cond:
                 tracker.unwatch(ident)
-                self.runs_waiting -= 1
+                self.run_threads.remove(threading.get_ident())
 
     def _wait_for_run(self, remaining):
         """Wait until a status or output may have come (a run() waiting)."""
