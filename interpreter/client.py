@@ -487,7 +487,7 @@ class _Session:
             while True:
                 self.status_pump.poll()
                 with self.cond:
-                    ready, dead = tracker.result(ident), tracker.dead
+                    ready, dead, serial = tracker.result(ident), tracker.dead, tracker.serial
                 if ready is not None and all(store.counts[name] >= ready.get(name, 0)
                                              for name in STREAMS):
                     break
@@ -500,6 +500,9 @@ class _Session:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
+                with self.cond:
+                    if tracker.serial != serial:
+                        continue   # a status came meanwhile (its wake-up may be taken)
                 self._wait_for_run(remaining)
             if dead or ready is not None:
                 self.flush_pipes()

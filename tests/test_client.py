@@ -309,6 +309,25 @@ def test_introspection_timeout_raises_timeout_error(k):
     assert "sys.version_info" in k.complete("sys.version_i", timeout=5)   # still served
 
 
+def test_run_while_another_thread_reads_the_statuses(k):
+    """The other thread may read the run's ready: run() still sees it, and its output."""
+    stop = threading.Event()
+
+    def watcher():
+        while not stop.is_set():
+            k.wait_status(("dead",), 0.05)   # keeps reading status messages
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        for i in range(30):
+            r = k.run("import time; time.sleep(0.001); print(%d)" % i, timeout=10)
+            assert (r.stdout, r.error) == ("%d\n" % i, None)
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def test_concurrent_callers(k):
     k.run("import os", timeout=5)
     k.execute("import time; time.sleep(0.5)")
