@@ -229,7 +229,8 @@ class Kernel:
 
     @property
     def stdout(self):
-        """The receiving channel of the kernel's output (fetch it again after restart())."""
+        """The kernel's stdout, read like a receiving channel (read_one, read, readline,
+        pending, iteration, inject); fetch it again after restart(). See also output."""
         return self._session.stdout
 
     @property
