@@ -202,6 +202,11 @@ class Channels:
         return self._port
 
     @property
+    def peer_max_message_size(self):
+        """The largest message the peer accepts (from its HELLO; ours until connected)."""
+        return self._peer_max_message
+
+    @property
     def close_reason(self):
         """Why the connection ended (an exception), or None while it has not."""
         return self._close_reason

@@ -8,6 +8,7 @@ runs in the editor's process:
 - launch.py: the command and environment that start a kernel (pure);
 - status.py: the kernel's status as the client sees it (StatusTracker, pure);
 - process.py: the kernel's OS process: its pipes, its exit, its end;
+- output.py: the kernel's output in its order (k.output, k.stdout, k.stderr);
 - readers.py: reading the kernel's channels without a thread per kernel;
 - console.py: the terminal console, `python -m interpreter`;
 - cells.py: splitting a file into `##` / `# %%` cells.

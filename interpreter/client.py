@@ -36,15 +36,16 @@ from . import protocol
 from .launch import PACKAGE_ROOT, kernel_command, kernel_environment
 from .process import KernelProcess
 from .protocol import FromKernel, ToKernel
-from .readers import SENTINEL, Collector, Pump, text_of
+from .output import OrderedView, OutputStore, StreamView
+from .readers import SENTINEL, Pump, text_of
+from .output import STREAMS
 from .status import DEAD, IDLE, STARTING, StatusTracker
 
 __all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD"]
 
-# How long a run() waits for its answer before it starts threads that keep
-# reading the output channels (a long run must not fill the flow-control
-# window and stall the kernel, while a short run should start no thread).
-_COLLECT_AFTER = 0.02
+# Seconds a run() whose kernel died waits at most for the end of its output
+# (the client closes the connection within 1 s of the death).
+_AFTER_DEATH = 2.0
 # The longest interrupt() waits for an idle kernel to begin the run just sent.
 _INTERRUPT_WAIT = 1.0
 # The longest wait_exit() waits for the statuses a dead kernel sent last (the
@@ -52,6 +53,10 @@ _INTERRUPT_WAIT = 1.0
 LAST_STATUS_SECONDS = 5.0
 
 _ids = itertools.count(1)
+
+
+def _anything(item):
+    return True
 
 
 class KernelError(Exception):
@@ -148,9 +153,10 @@ class Kernel:
     def run(self, source, timeout=None, filename=None, lineno=1):
         """Execute source, wait until the kernel is ready, and return a RunResult.
 
-        Collects the output that arrives on k.stdout/k.stderr meanwhile (so do
-        not read those streams from another thread at the same time). Raises
-        KernelError if timeout seconds pass first (its .result has the output so far).
+        The result holds the output of this run only: output of earlier runs
+        still unread in k.stdout/k.stderr/k.output is dropped, output of later
+        ones stays there. Raises KernelError if timeout seconds pass first (its
+        .result has the output so far).
         """
         return self._session.run(source, timeout, filename, lineno)
 
@@ -240,34 +246,46 @@ class Kernel:
 
     @property
     def stdout(self):
-        """The receiving channel of the kernel's output (fetch it again after restart())."""
+        """The kernel's stdout, read like a receiving channel (read_one, read, readline,
+        pending, iteration, inject); fetch it again after restart(). See also output."""
         return self._session.stdout
 
     @property
     def stderr(self):
         return self._session.stderr
 
+    @property
+    def output(self):
+        """Both output streams in the order the kernel wrote them: iterate for
+        (stream name, text) pairs, "stdout" or "stderr" (read_one(block) gives
+        one pair or None). What is read here is not on k.stdout/k.stderr, and
+        the other way round: read one or the other. Output of C code and
+        child processes joins as it is read from the kernel's pipes."""
+        return self._session.output
+
     # -- introspection ------------------------------------------------------
 
     def complete(self, code, cursor=None, timeout=1.0):
         """Completions of the word ending at cursor (default: the end): each is
-        the full text replacing that word. [] on timeout."""
+        the full text replacing that word. Raises TimeoutError when the kernel
+        does not answer within timeout seconds ([] from a dead kernel)."""
         if cursor is None:
             cursor = len(code)
         return self._session.introspect(
             {"type": protocol.COMPLETE, "code": code, "cursor": cursor}, timeout, [])
 
     def signature(self, expr, timeout=1.0):
-        """The calltip of the callable expr names, or None."""
+        """The calltip of the callable expr names, or None (TimeoutError: see complete)."""
         return self._session.introspect(
             {"type": protocol.SIGNATURE, "expr": expr}, timeout, None)
 
     def doc(self, expr, timeout=1.0):
-        """The documentation of what expr names, or None."""
+        """The documentation of what expr names, or None (TimeoutError: see complete)."""
         return self._session.introspect({"type": protocol.DOC, "expr": expr}, timeout, None)
 
     def namespace(self, timeout=1.0):
-        """The names of __main__ as (name, type name, short repr) tuples."""
+        """The names of __main__ as (name, type name, short repr) tuples (TimeoutError:
+        see complete)."""
         rows = self._session.introspect({"type": protocol.NAMESPACE}, timeout, [])
         return [tuple(row) for row in rows or []]
 
@@ -329,13 +347,18 @@ class _Session:
         self.stdin = self.channels.get_sending_channel(ToKernel.STDIN)
         self.control = self.channels.get_sending_channel(ToKernel.CONTROL)
         self.introspect_channel = self.channels.get_sending_channel(ToKernel.INTROSPECT)
-        self.stdout = self.channels.get_receiving_channel(FromKernel.STDOUT)
-        self.stderr = self.channels.get_receiving_channel(FromKernel.STDERR)
+        self.store = OutputStore(self.channels.get_receiving_channel(FromKernel.ORDER),
+                                 self.channels.get_receiving_channel(FromKernel.STDOUT),
+                                 self.channels.get_receiving_channel(FromKernel.STDERR))
+        self.stdout = StreamView(self.store, "stdout")
+        self.stderr = StreamView(self.store, "stderr")
+        self.output = OrderedView(self.store)
+        self.run_threads = []         # threads in run(): woken by statuses others read
         # Output the process wrote to its pipes before an idle status is
         # delivered first, like the output that came over the connection.
         self.tracker = StatusTracker(before_idle=self.flush_pipes)
-        self.status_pump = Pump(self.channels.get_receiving_channel(FromKernel.STATUS),
-                                 self.tracker.feed, self.cond)
+        self.status_channel = self.channels.get_receiving_channel(FromKernel.STATUS)
+        self.status_pump = Pump(self.status_channel, self._on_status, self.cond)
         self.reply_pump = Pump(self.channels.get_receiving_channel(FromKernel.INTROSPECT),
                                 self._on_reply, self.cond)
 
@@ -392,6 +415,16 @@ class _Session:
         return self.process.exit_code
 
     # -- status, read by whoever looks or waits (lock: self.cond) -------------
+
+    def _on_status(self, text):
+        self.tracker.feed(text)
+        try:
+            self.store.counted(protocol.decode(text))
+        except ValueError:
+            pass
+        runs = self.run_threads
+        if runs and (len(runs) > 1 or runs[0] != threading.get_ident()):
+            self.store.wake()   # a run() may wait on the output channels: have it look
 
     def _on_reply(self, text):
         try:
@@ -465,33 +498,52 @@ class _Session:
     def run(self, source, timeout, filename, lineno):
         deadline = None if timeout is None else time.monotonic() + timeout
         ident = next(_ids)
-        tracker = self.tracker
+        tracker, store = self.tracker, self.store
+        taken = []
         with self.cond:
             tracker.watch(ident)
+            self.run_threads.append(threading.get_ident())
         try:
             self.execute(source, filename, lineno, ident)
-
-            def done():
-                return tracker.result(ident) is not None or tracker.dead
-
-            first = time.monotonic() + _COLLECT_AFTER
-            if deadline is not None:
-                first = min(first, deadline)
-            finished = self.status_pump.wait(done, first)
-            collectors = []
-            if not finished:
-                collectors = [Collector(self.stdout), Collector(self.stderr)]
-                finished = self.status_pump.wait(done, deadline)
-            if self.dead:
-                self.status_pump.poll()   # an "exit" message may still be waiting
-            self.flush_pipes()
-            out = [c.stop() for c in collectors] or ["", ""]
-            stdout = out[0] + text_of(self.stdout.read(False))
-            stderr = out[1] + text_of(self.stderr.read(False))
+            while True:
+                self.status_pump.poll()
+                with self.cond:
+                    ready, dead, serial = tracker.result(ident), tracker.dead, tracker.serial
+                if ready is not None and all(store.counts[name] >= ready.get(name, 0)
+                                             for name in STREAMS):
+                    break
+                item = store.take(_anything, False)
+                if item is not None:
+                    taken.append(item)
+                    continue
+                if dead:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                with self.cond:
+                    if tracker.serial != serial:
+                        continue   # a status came meanwhile (its wake-up may be taken)
+                self._wait_for_run(remaining)
+            if dead or ready is not None:
+                self.flush_pipes()
+                if dead:
+                    self.status_pump.poll()   # an "exit" message may still be waiting
+                # What is here of it, and of the pipes; after a death, all that
+                # came before the connection ends (the client closes it at once).
+                block = _AFTER_DEATH if dead else False
+                while True:
+                    item = store.take(_anything, block)
+                    if item is None:
+                        break
+                    taken.append(item)
             with self.cond:
-                message = tracker.result(ident)
-                if message is not None:
-                    return RunResult(stdout, stderr, message.get("error"))
+                ready = tracker.result(ident)
+                begun = tracker.begun(ident)
+            stdout, stderr = self._attribute(taken, begun, ready)
+            if ready is not None:
+                return RunResult(stdout, stderr, ready.get("error"))
+            with self.cond:
                 if tracker.dead:
                     error = "KernelDied" if tracker.announced_exit is None else "SystemExit"
                     return RunResult(stdout, stderr, error, self.exit_code)
@@ -500,6 +552,42 @@ class _Session:
         finally:
             with self.cond:
                 tracker.unwatch(ident)
+                self.run_threads.remove(threading.get_ident())
+
+    def _wait_for_run(self, remaining):
+        """Wait until a status or output may have come (a run() waiting)."""
+        waited = [self.status_channel, self.store.order]
+        awaited = self.store.awaited()
+        if awaited is not None:
+            waited.append(awaited)
+        if self.status_channel.closed and not self.status_channel.pending:
+            # The connection ended: what can still come is the process's end.
+            with self.cond:
+                self.cond.wait_for(lambda: self.tracker.dead, remaining)
+            return
+        self.channels.wait_any(waited, remaining)
+
+    def _attribute(self, taken, begun, ready):
+        """(stdout, stderr) of a run from the items taken: kernel messages numbered
+        after its busy and up to its ready; local text (pipes) taken meanwhile."""
+        parts = {"stdout": [], "stderr": []}
+        later = []
+        for item in taken:
+            name, text, number = item
+            if number is not None:
+                if begun is not None and number <= begun.get(name, 0):
+                    continue   # an earlier run's output, left unread
+                if ready is not None and number > ready.get(name, number):
+                    later.append(item)   # a later run's: it stays for its reader
+                    continue
+            elif later:
+                later.append(item)
+                continue
+            if isinstance(text, str):
+                parts[name].append(text)
+        if later:
+            self.store.put_back(later)
+        return "".join(parts["stdout"]), "".join(parts["stderr"])
 
     def introspect(self, request, timeout, empty):
         if self.dead:
@@ -514,12 +602,16 @@ class _Session:
                 self.introspect_channel.write(protocol.encode(request))
             except (ChannelsError, ValueError, OSError):
                 return empty
-            self.reply_pump.wait(lambda: self.replies[ident] is not None or self.dead, deadline)
+            answered = self.reply_pump.wait(
+                lambda: self.replies[ident] is not None or self.dead, deadline)
             with self.cond:
                 reply = self.replies[ident]
         finally:
             with self.cond:
                 self.replies.pop(ident, None)
+        if not answered:
+            raise TimeoutError("the kernel did not answer a %s request within %g s"
+                               % (request["type"], timeout))
         if reply is None or reply.get("result") is None:
             return empty
         return reply["result"]

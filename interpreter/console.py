@@ -1,11 +1,12 @@
 """The terminal console, `python -m interpreter`: a REPL on a kernel process.
 
 Like `cmd.Cmd`, the console takes its stdin/stdout/stderr as parameters and
-writes through one funnel (`write`), so tests can drive it. Two threads print
-the kernel's stdout and stderr as they arrive; the main thread reads lines and
-sends them. Before each prompt the main thread puts a marker (readers.SENTINEL)
-at the end of both output channels and waits until the printers reach it, so
-everything the kernel printed before its prompt is on the screen first.
+writes through one funnel (`write`), so tests can drive it. One thread prints
+the kernel's output as it arrives, both streams in the kernel's order
+(k.output); the main thread reads lines and sends them. Before each prompt the
+main thread puts a marker (readers.SENTINEL) at the end of the output and
+waits until the printer reaches it, so everything the kernel printed before
+its prompt is on the screen first.
 
 With stdin a terminal: readline line editing and history, Tab completion from
 the kernel, Ctrl-C interrupts the kernel while it is busy (at the prompt it
@@ -65,8 +66,8 @@ class Console:
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._stopping = False
-        self._asked = {"stdout": 0, "stderr": 0}   # output barriers put in
-        self._reached = {"stdout": 0, "stderr": 0}  # output barriers the printers reached
+        self._asked = 0     # output barriers put in
+        self._reached = 0   # output barriers the printer reached
         self._reading_line = False
         self._matches = []
         self._ahead = []           # lines of a paste still to send, one per prompt
@@ -94,11 +95,8 @@ class Console:
 
         Returns the exit code for the process.
         """
-        printers = [threading.Thread(target=self._print_stream, args=(name, stream),
-                                     daemon=True, name="console-" + name)
-                    for name, stream in (("stdout", self.stdout), ("stderr", self.stderr))]
-        for thread in printers:
-            thread.start()
+        printer = threading.Thread(target=self._print_output, daemon=True, name="console-output")
+        printer.start()
         previous = self._install_sigint()
         try:
             if path is not None:
@@ -109,10 +107,8 @@ class Console:
             with self._cond:
                 self._stopping = True
                 self._cond.notify_all()
-            for name in self._asked:
-                getattr(self.kernel, name).inject(SENTINEL)
-            for thread in printers:
-                thread.join(_SYNC_TIMEOUT)
+            self.kernel.output.inject("stdout", SENTINEL)
+            printer.join(_SYNC_TIMEOUT)
 
     def run_file(self, path, cell=None):
         """Send the file, or its cell number `cell` (1-based), to run; returns at once."""
@@ -260,40 +256,41 @@ class Console:
         return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
     def sync_output(self):
-        """Wait until the printers have written all output received so far."""
+        """Wait until the printer has written all output received so far."""
         with self._cond:
-            for name in self._asked:
-                self._asked[name] += 1
-                getattr(self.kernel, name).inject(SENTINEL)
+            self._asked += 1
+            self.kernel.output.inject("stdout", SENTINEL)
             self._cond.notify_all()
-            self._cond.wait_for(lambda: all(self._reached[n] >= self._asked[n]
-                                            for n in self._asked), _SYNC_TIMEOUT)
+            self._cond.wait_for(lambda: self._reached >= self._asked, _SYNC_TIMEOUT)
 
     # -- helpers of the loop ----------------------------------------------------
 
-    def _print_stream(self, name, stream):
-        """A printer thread: write one output channel of the kernel to stream."""
+    def _print_output(self):
+        """The printer thread: write the kernel's output, both streams in its order."""
         interrupts.block_in_this_thread()
+        streams = {"stdout": self.stdout, "stderr": self.stderr}
         while True:
-            channel = getattr(self.kernel, name)   # a restart brings a new one
-            message = channel.read_one(True)
+            output = self.kernel.output   # a restart brings a new one
+            item = output.read_one(True)
+            if item is None:
+                # The session ended: wait for a restart, a barrier, or the end.
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping or output.pending
+                                        or self.kernel.output is not output)
+                    if self._stopping and not output.pending:
+                        return
+                continue
+            name, message = item
             if message == SENTINEL:
                 with self._cond:
-                    self._reached[name] += 1
+                    self._reached += 1
                     self._cond.notify_all()
                     if self._stopping:
                         return
             elif message:
                 if isinstance(message, bytes):
                     message = message.decode("utf-8", "replace")
-                self.write(message, stream)
-            elif channel.closed and not channel.pending:
-                # The session ended: wait for a restart, a barrier, or the end.
-                with self._cond:
-                    self._cond.wait_for(lambda: self._stopping or channel.pending
-                                        or getattr(self.kernel, name) is not channel)
-                    if self._stopping and not channel.pending:
-                        return
+                self.write(message, streams[name])
 
     def _on_prompt_interrupt(self, status, prompt):
         """Ctrl-C while reading a line: discard it; input() gets its KeyboardInterrupt."""
@@ -357,7 +354,11 @@ class Console:
             elif line[:cursor].strip():
                 token = _TOKEN.search(line[:cursor]).group()
                 head = text[:len(text) - len(token)] if text.endswith(token) else ""
-                self._matches = [head + match for match in self.kernel.complete(line, cursor)]
+                try:
+                    matches = self.kernel.complete(line, cursor)
+                except TimeoutError:   # a busy kernel: no completions, no noise
+                    matches = []
+                self._matches = [head + match for match in matches]
             if self.emacs_native_completion:
                 self._matches = self._emacs_completions(self._matches)
         if state < len(self._matches):

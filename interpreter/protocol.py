@@ -37,9 +37,16 @@ class FromKernel(IntEnum):
     STDERR = 1       # text
     STATUS = 2       # JSON status messages, see STATUS_* below
     INTROSPECT = 3   # JSON replies to INTROSPECT requests, one per request id
+    ORDER = 4        # text: one digit per STDOUT/STDERR message to come, in write order
 
 
-# Status values (the "status" field of a STATUS message).
+# ORDER records: the digit of each message, "0" STDOUT or "1" STDERR, e.g. "010".
+ORDER_MARKS = {FromKernel.STDOUT: "0", FromKernel.STDERR: "1"}
+
+
+# Status values (the "status" field of a STATUS message). Every status also
+# has "stdout" and "stderr": how many messages the kernel sent on those
+# channels before it.
 READY = "ready"      # waiting for input; "prompt" is ps1, or ps2 when more is needed
 BUSY = "busy"        # running code
 INPUT = "input"      # user code waits on stdin; "prompt", "password" (no echo)

@@ -1,20 +1,17 @@
 """Reading the kernel's receiving channels on the client side, without a thread per kernel.
 
 Pump: the threads waiting for a status or an introspection reply take turns
-reading that channel themselves (no hand-off between threads). Collector: a
-thread that keeps reading an output channel during a long run(), ended by
-SENTINEL, a message the kernel can never send.
+reading that channel themselves (no hand-off between threads). SENTINEL: a
+message the kernel can never send (the console's output barrier). The output
+channels are read by output.py.
 """
 
 import os
-import threading
 import time
 
-from channels import interrupts
+__all__ = ["SENTINEL", "Pump", "text_of"]
 
-__all__ = ["SENTINEL", "Pump", "Collector", "text_of"]
-
-# Ends a run()'s collecting threads and the console's output barrier; the
+# The console's output barrier; the
 # kernel only ever sends text on stdout/stderr, so this bytes value is unique.
 SENTINEL = b"\0interpreter.client.sentinel\0" + os.urandom(8)
 
@@ -84,41 +81,3 @@ class Pump:
             with self.cond:
                 self.reading = False
                 self.cond.notify_all()
-
-
-class Collector:
-    """A thread that keeps reading an output channel during a long run()."""
-
-    def __init__(self, channel):
-        self.channel = channel
-        self.parts = []
-        self.took_sentinel = False
-        self.thread = threading.Thread(target=self._run, daemon=True, name="interpreter-collect")
-        self.thread.start()
-
-    def _run(self):
-        interrupts.block_in_this_thread()
-        channel = self.channel
-        while True:
-            message = channel.read_one(True)
-            if message == SENTINEL:
-                self.took_sentinel = True
-                return
-            if message:
-                self.parts.append(text_of(message))
-            elif channel.closed and not channel.pending:
-                return
-
-    def stop(self):
-        """Everything read up to now, once the thread has ended."""
-        self.channel.inject(SENTINEL)
-        self.thread.join()
-        if not self.took_sentinel:
-            # The thread ended at the end of the channel, before the sentinel
-            # came: take it back out, with what was injected before it.
-            while True:
-                message = self.channel.read_one(False)
-                if not message or message == SENTINEL:
-                    break
-                self.parts.append(text_of(message))
-        return "".join(self.parts)

@@ -35,6 +35,7 @@ class StatusTracker:
         self.announced_exit = None    # from an "exit" status message
         self.dead = False
         self.results = {}             # execute id -> its ready message (None until then)
+        self.busy = {}                # watched execute id -> its first busy message
         self.outstanding = set()      # execute ids sent and not yet answered
         self.started = set()          # execute ids the kernel said it began (busy)
         self.serial = 0               # status messages handled so far
@@ -74,6 +75,9 @@ class StatusTracker:
 
     def _busy(self, message):
         self.count = message.get("count", self.count)
+        ident = message.get("id")
+        if ident is not None and ident in self.results and ident not in self.busy:
+            self.busy[ident] = message
         if message.get("id") in self.outstanding:
             self.started.add(message.get("id"))
 
@@ -112,8 +116,13 @@ class StatusTracker:
         """The ready message that answered ident, or None (not yet, or not watched)."""
         return self.results.get(ident)
 
+    def begun(self, ident):
+        """The first busy message of watched execute id ident, or None."""
+        return self.busy.get(ident)
+
     def unwatch(self, ident):
         self.results.pop(ident, None)
+        self.busy.pop(ident, None)
 
     def nothing_began(self):
         """Ready, with execute requests sent and none of them begun yet."""

@@ -142,6 +142,63 @@ def test_output_held_back_by_flow_control_comes_before_ready(k):
     assert k.run("print('next')", timeout=10).stdout == "next\n"
 
 
+def test_run_returns_only_its_own_output(k):
+    k.execute("print('left unread')")
+    assert k.wait_ready(5)
+    k.execute("input('waiting> ')")
+    assert k.wait_status(("input",), 5) == "input"
+    k.interrupt()
+    assert k.wait_ready(5)
+    r = k.run("print('mine')", timeout=10)
+    assert (r.stdout, r.stderr) == ("mine\n", "")
+    k.execute("print('later')")   # sent before run() reads: stays for its reader
+    assert wait_until(lambda: k.stdout.pending, 5)
+
+
+def read_output_until(k, predicate, timeout=10):
+    """Items of k.output until predicate(items) holds."""
+    items, deadline = [], time.monotonic() + timeout
+    while not predicate(items):
+        item = k.output.read_one(max(0.0, deadline - time.monotonic()))
+        assert item is not None, "output never came: %r" % (items,)
+        items.append(item)
+    return items
+
+
+def test_output_keeps_the_kernel_order_of_both_streams(k):
+    for n in range(20):
+        k.execute("print('out-%d'); 1/0" % n)
+        items = read_output_until(k, lambda items: any(n == "stderr" for n, _ in items))
+        assert items[0] == ("stdout", "out-%d\n" % n)
+        assert items[1][1].startswith("Traceback") and len(items) == 2
+        assert k.wait_ready(5)
+    # Output of C code joins the same view.
+    # (Its place among the kernel's messages is as close as two sources allow.)
+    k.execute("import os, sys\nprint('py'); sys.stdout.flush(); _ = os.write(1, b'c-level\\n')")
+    items = read_output_until(k, lambda items: ("stdout", "c-level\n") in items
+                              and ("stdout", "py\n") in items)
+    assert sorted(items) == [("stdout", "c-level\n"), ("stdout", "py\n")]
+
+
+def test_a_stalled_stdout_stalls_nothing_else(k):
+    """Nobody reads the output of a run that writes far more than a window: its
+    print blocks, and completion, statuses and interrupts still flow."""
+    k.run("import sys", timeout=10)
+    k.execute("sys.stdout.write('x' * 30000000)")
+    assert not k.wait_ready(0.3)
+    assert "sys.version_info" in k.complete("sys.version_i", timeout=5)
+    k.interrupt()
+    assert k.wait_ready(5)
+    assert k.run("print('after')", timeout=30).stdout == "after\n"
+
+
+def test_ready_does_not_wait_for_unread_output(k):
+    """A run's output that flow control holds back does not hold its ready back."""
+    k.execute("import sys\nfor i in range(10): sys.stdout.write('y' * 1000000)")
+    assert k.wait_ready(5)   # nobody read: more than a window is still on its way
+    assert k.stdout.read(False) == "y" * 10000000   # counted by the ready: it waits for it
+
+
 def test_interrupt_sleep(k):
     k.execute("import time; time.sleep(30)")
     assert k.status == "busy"
@@ -238,6 +295,37 @@ def test_completion_while_busy(k):
     assert "sys.version_info" in k.complete("sys.version_i")
     k.interrupt()
     assert k.wait_ready(5)
+
+
+def test_introspection_timeout_raises_timeout_error(k):
+    """No answer in time is an error, not an empty answer ([] is "no completions")."""
+    k.run("import sys", timeout=5)
+    for call in (lambda: k.complete("sys.version_i", timeout=0),
+                 lambda: k.signature("print", timeout=0),
+                 lambda: k.doc("print", timeout=0),
+                 lambda: k.namespace(timeout=0)):
+        with pytest.raises(TimeoutError):
+            call()
+    assert "sys.version_info" in k.complete("sys.version_i", timeout=5)   # still served
+
+
+def test_run_while_another_thread_reads_the_statuses(k):
+    """The other thread may read the run's ready: run() still sees it, and its output."""
+    stop = threading.Event()
+
+    def watcher():
+        while not stop.is_set():
+            k.wait_status(("dead",), 0.05)   # keeps reading status messages
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        for i in range(30):
+            r = k.run("import time; time.sleep(0.001); print(%d)" % i, timeout=10)
+            assert (r.stdout, r.error) == ("%d\n" % i, None)
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def test_concurrent_callers(k):

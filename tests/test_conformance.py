@@ -108,19 +108,28 @@ def test_the_worked_example_session(python):
             assert hello["proof_held"] and verdict == 1
             client = wire.WireClient(kernel, sock, hello)
             # Raw frames: the first status, then one execute and its answer.
-            first = b'{"status":"ready","prompt":">>> ","count":0,"id":null,"error":null}'
+            first = (b'{"status":"ready","prompt":">>> ","count":0,"id":null,"error":null,'
+                     b'"stdout":0,"stderr":0}')
             client.wait(lambda: len(client.buffer) >= 8 + len(first) or client.messages,
                         what="the first status")
             assert client.messages[STATUS].pop(0).encode() == first
             request = b'{"type":"execute","id":1,"source":"6*7","filename":null,"lineno":1}'
             client.send_raw(bytes.fromhex("01 00 01 01 00 00 00 43") + request)
-            assert client.next_message(STATUS) == '{"status":"busy","count":1,"id":1}'
+            assert client.next_message(STATUS) == ('{"status":"busy","count":1,"id":1,'
+                                                   '"stdout":0,"stderr":0}')
             assert client.next_message(STATUS) == ('{"status":"ready","prompt":">>> ","count":1,'
-                                                   '"id":1,"error":null}')
-            assert client.text(STDOUT) == "42\n"
-            assert [f[:3] for f in client.data_frames] == [
-                (STATUS, wire.TEXT, 0x43), (STATUS, wire.TEXT, 0x22), (STDOUT, wire.TEXT, 3),
-                (STATUS, wire.TEXT, 0x40)]
+                                                   '"id":1,"error":null,"stdout":1,"stderr":0}')
+            client.wait(lambda: client.completed.get(STDOUT), what="the output")
+            assert client.take(STDOUT) == ["42\n"]
+            assert client.order == ["0"]
+            client.order.clear()
+            frames = [f[:3] for f in client.data_frames]
+            assert frames[:2] == [(STATUS, wire.TEXT, 0x59), (STATUS, wire.TEXT, 0x38)]
+            # The ORDER record goes before its message; the ready usually after both,
+            # but a status never waits for output: the client counts.
+            assert sorted(frames[2:]) == [(STDOUT, wire.TEXT, 3), (STATUS, wire.TEXT, 0x56),
+                                          (wire.ORDER, wire.TEXT, 1)]
+            assert frames.index((wire.ORDER, wire.TEXT, 1)) < frames.index((STDOUT, wire.TEXT, 3))
             client.send_json(CONTROL, {"type": "execute", "id": "b", "source":
                                        "name = input('Name? ')\nprint('hi', name)",
                                        "filename": "/home/u/a.py", "lineno": 3})
@@ -383,8 +392,9 @@ def test_fragments_follow_the_credit(spawn):
     client.hold.add(STDOUT)
     client.send_json(CONTROL, {"type": "execute", "id": 1, "source": "print('€' * 100000)"})
 
-    def done():
-        return any('"ready"' in m for m in client.messages.get(STATUS, ()))
+    def done():   # the ready came, and the output it counts (it does not wait for it)
+        readies = [json.loads(m) for m in client.messages.get(STATUS, ()) if '"ready"' in m]
+        return bool(readies) and client.completed.get(STDOUT, 0) >= readies[-1]["stdout"]
 
     while not done():
         client.wait(lambda: done() or client.received.get(STDOUT, 0)
@@ -411,8 +421,6 @@ def test_c_level_output_goes_to_the_process_pipes(session):
     assert client.pipes["stderr"] == b"fd two\n"
 
 
-@pytest.mark.xfail(strict=True, raises=wire.WireError, reason="known limitation (docs/protocol.md, Known limitations): "
-                   "introspection replies wait behind a STDOUT that has no credit")
 def test_introspection_answered_while_stdout_stalled(session):
     _, client = session
     client.hold.add(STDOUT)
@@ -428,6 +436,84 @@ def test_introspection_answered_while_stdout_stalled(session):
         client.hold.discard(STDOUT)
         client.grant(STDOUT, at_least=1)
     assert json.loads(reply) == {"id": 2, "result": ["print"]}
+
+
+def test_interrupt_and_status_while_stdout_stalled(session):
+    """A run blocked on a STDOUT without credit takes an interrupt, and its ready comes."""
+    _, client = session
+    client.hold.add(STDOUT)
+    client.send_json(CONTROL, {"type": "execute", "id": 1,
+                               "source": "import sys; sys.stdout.write('x' * 30000000)"})
+    try:
+        assert client.next_status() == busy(1, 1)
+        client.wait(lambda: client.messages.get(STDOUT), what="the run to start writing")
+        client.interrupt()
+        statuses = client.statuses_until(lambda s: s["status"] == "ready", timeout=5)
+        assert statuses == [ready(1, 1, "KeyboardInterrupt")]
+    finally:
+        client.hold.discard(STDOUT)
+        client.grant(STDOUT, at_least=1)
+    client.take(STDOUT)
+    assert client.text(STDERR).endswith("KeyboardInterrupt\n")
+
+
+def test_status_does_not_wait_for_a_stalled_stdout(session):
+    """A run whose output flow control holds back still ends: its ready comes at once,
+    counting the messages before it, and the output follows once credit comes."""
+    _, client = session
+    client.hold.add(STDOUT)
+    total = 10 * 1000000              # more than one window (8 MiB), less than two
+    client.send_json(CONTROL, {"type": "execute", "id": 1, "source":
+                               "import sys\nfor i in range(10): sys.stdout.write('x' * 1000000)"})
+    try:
+        statuses = client.statuses_until(lambda s: s["status"] == "ready", timeout=5)
+        assert statuses == [busy(1, 1), ready(1, 1)]
+        assert client.received.get(STDOUT, 0) < total     # the output is still held back
+        counted = client.status_counts[STDOUT]
+        assert counted >= 10
+    finally:
+        client.hold.discard(STDOUT)
+        client.grant(STDOUT, at_least=1)
+    assert client.text(STDOUT) == "x" * total
+    assert client.completed[STDOUT] == counted
+
+
+def test_order_records_give_the_write_order_of_both_streams(session):
+    _, client = session
+    client.send_json(CONTROL, {"type": "execute", "id": 1, "source":
+                               "import sys\nprint('out-1'); print('err-1', file=sys.stderr)\n"
+                               "print('out-2'); 1/0"})
+    client.statuses_until(lambda s: s["status"] == "ready")
+    items = client.ordered()
+    assert [channel for channel, _ in items] == [STDOUT, STDERR, STDOUT, STDERR]
+    assert [text for _, text in items[:3]] == ["out-1\n", "err-1\n", "out-2\n"]
+    assert items[3][1].startswith("Traceback") and "ZeroDivisionError" in items[3][1]
+    assert client.completed[wire.ORDER] >= 1 and client.order == []
+
+
+def test_status_counts_mark_where_each_run_begins_and_ends(session):
+    _, client = session
+    client.send_json(CONTROL, {"type": "execute", "id": 1, "source": "print('first')"})
+    client.send_json(CONTROL, {"type": "execute", "id": 2, "source": "print('second')"})
+    seen = []
+    for _ in range(4):
+        seen.append((client.next_status()["status"], client.status_counts[STDOUT]))
+    assert seen == [("busy", 0), ("ready", 1), ("busy", 1), ("ready", 2)]
+    assert client.take_output_messages(STDOUT) == ["first\n", "second\n"]
+
+
+def test_messages_are_cut_to_the_clients_maximum(spawn):
+    _, client = spawn(max_message=100000)
+    assert client.next_status()["status"] == "ready"
+    client.send_json(CONTROL, {"type": "execute", "id": 1,
+                               "source": "print('x' * 200000); print('small')"})
+    client.statuses_until(lambda s: s["status"] == "ready")
+    assert client.text(STDOUT) == "x" * 200000 + "\nsmall\n"
+    assert max(len(m.encode()) for m in client.all_messages[STDOUT]) <= 100000
+    # A reply that cannot be cut is answered with a null result instead.
+    execute(client, "globals().update(('n%d' % i, i) for i in range(10000))", 2)
+    client.send_json(INTROSPECT, {"type": "namespace", "id": 3})
+    assert json.loads(client.next_message(REPLIES)) == {"id": 3, "result": None}
 
 
 # -- ending ------------------------------------------------------------------

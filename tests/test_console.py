@@ -111,6 +111,26 @@ def test_in_process_with_stream_parameters(tmp_path):
     assert stderr.getvalue() == "err\n\n"   # the newline python -i writes at the end of input
 
 
+def test_tab_completion_is_silent_when_the_kernel_does_not_answer(monkeypatch):
+    """A kernel that does not answer in time gives no completions and no traceback."""
+    class Stalled:
+        def complete(self, code, cursor=None, timeout=1.0):
+            raise TimeoutError("no answer")
+
+    class Readline:
+        @staticmethod
+        def get_line_buffer():
+            return "import o"
+
+        @staticmethod
+        def get_endidx():
+            return 8
+
+    monkeypatch.setitem(sys.modules, "readline", Readline)
+    c = console.Console(Stalled(), io.StringIO(), io.StringIO(), io.StringIO(), interactive=False)
+    assert c.complete("o", 0) is None
+
+
 # -- in a pseudo-terminal ------------------------------------------------------------
 
 class Terminal:
@@ -126,6 +146,7 @@ class Terminal:
                 os._exit(127)
         self.pid, self.fd = pid, fd
         self.output = ""
+        self.last_consumed = ""   # the output the last expect() matched through
         self.exit_status = None
 
     def send(self, keys):
@@ -157,6 +178,7 @@ class Terminal:
         while True:
             match = regex.search(self.output)
             if match:
+                self.last_consumed = self.output[:match.end()]
                 self.output = self.output[match.end():]
                 return match
             remaining = deadline - time.monotonic()
@@ -268,6 +290,18 @@ def test_pty_output_while_idle_and_from_c(term, tmp_path):
     t.expect(r"later\n")
     t.send("_ = os.system('pwd')\n")
     t.expect(re.escape(str(tmp_path)) + r"\n>>> ")
+
+
+def test_pty_stdout_and_stderr_in_the_kernel_order(term):
+    """A traceback never shows before the output printed before it."""
+    t = term()
+    for n in range(20):
+        t.send("print('out-%d'); 1/0\n" % n)
+        t.expect(r"ZeroDivisionError: division by zero\n>>> ")
+        before = t.last_consumed
+        assert before.index("out-%d\n" % n) < before.index("Traceback"), before
+    t.send("\x04")
+    assert t.wait() == 0
 
 
 def test_pty_input_getpass_and_pdb(term):

@@ -163,13 +163,7 @@ def _value(kernel, expression):
 
 
 def _read_stderr_until(kernel, text):
-    deadline = time.monotonic() + TIMEOUT
-    received = ""
-    while text not in received:
-        message = kernel.stderr.read_one(block=max(deadline - time.monotonic(), 0.001))
-        assert message, "%r never came on stderr; got %r" % (text, received)
-        received += message
-    return received
+    return kernel.read_stderr_until(text)
 
 
 def _wait_in_kernel(seconds):

@@ -75,6 +75,8 @@ class KernelUnderTest:
         self.control = self.channels.get_sending_channel(ToKernel.CONTROL)
         self.requests = self.channels.get_sending_channel(ToKernel.INTROSPECT)
         self.statuses = []
+        self.counts = (0, 0)        # output messages the last status counted
+        self.taken = {FromKernel.STDOUT: 0, FromKernel.STDERR: 0}   # messages read
         self._ids = iter(range(1, 1 << 30))
         deadline = time.monotonic() + TIMEOUT
         while not self.channels.wait_connected(0.05):
@@ -102,23 +104,46 @@ class KernelUnderTest:
                 raise AssertionError("no status in %s (after %r); kernel alive: %s\n%s" % (
                     accept, self.statuses[-3:], self.proc.poll() is None, self.process_output()))
             status = json.loads(text)
+            # Every status counts the output messages before it (compared apart).
+            self.counts = (status.pop("stdout"), status.pop("stderr"))
             self.statuses.append(status)
             if status["status"] in accept:
                 return status
 
     def output(self):
-        """(stdout, stderr) received so far and not read before."""
-        return self.stdout.read(block=False), self.stderr.read(block=False)
+        """(stdout, stderr) received so far and not read before, with all the output
+        messages the last status counted (which may arrive after it)."""
+        parts = []
+        for channel, want in zip((self.stdout, self.stderr), self.counts):
+            got = []
+            while self.taken[channel.index] < want:
+                message = channel.read_one(block=TIMEOUT)
+                assert message, "output counted by a status never came"
+                got.append(message)
+                self.taken[channel.index] += 1
+            while channel.pending:
+                got.append(channel.read_one(block=False))
+                self.taken[channel.index] += 1
+            parts.append("".join(got))
+        return tuple(parts)
 
     def read_stdout_until(self, text, timeout=TIMEOUT):
         """Stdout received until it contains text (streamed output, not waiting for ready)."""
+        return self._read_until(self.stdout, text, timeout)
+
+    def read_stderr_until(self, text, timeout=TIMEOUT):
+        """Stderr received until it contains text (streamed output, not waiting for ready)."""
+        return self._read_until(self.stderr, text, timeout)
+
+    def _read_until(self, channel, text, timeout):
         deadline = time.monotonic() + timeout
         received = ""
         while text not in received:
             remaining = deadline - time.monotonic()
-            message = self.stdout.read_one(block=max(remaining, 0.001))
+            message = channel.read_one(block=max(remaining, 0.001))
             if not message:
-                raise AssertionError("%r never came on stdout; got %r" % (text, received))
+                raise AssertionError("%r never came on %s; got %r" % (text, channel.name, received))
+            self.taken[channel.index] += 1
             received += message
         return received
 
@@ -784,9 +809,8 @@ def test_output_from_threads_in_order_per_stream(kernel):
 def test_burst_is_coalesced(kernel):
     kernel.execute("for i in range(100000): print(i)")
     kernel.wait_status()
-    messages = []
-    while kernel.stdout.pending:
-        messages.append(kernel.stdout.read_one(block=False))
+    messages = [kernel.stdout.read_one(block=TIMEOUT) for _ in range(kernel.counts[0])]
+    assert not kernel.stdout.pending
     assert "".join(messages) == "".join("%d\n" % i for i in range(100000))
     assert len(messages) < 100
 

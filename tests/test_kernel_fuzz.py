@@ -71,6 +71,8 @@ class Client:
         self.replies = self.channels.get_receiving_channel(FromKernel.INTROSPECT)
         self.senders = {index: self.channels.get_sending_channel(index) for index in ToKernel}
         self.out, self.err = [], []
+        self.counts = [0, 0]   # output messages the last status counted (stdout, stderr)
+        self.taken = [0, 0]    # output messages read
         deadline = time.monotonic() + TIMEOUT
         while not self.channels.wait_connected(0.05):
             assert self.proc.poll() is None and time.monotonic() < deadline, self.process_output()
@@ -83,9 +85,15 @@ class Client:
             self.err_file.read().decode("utf-8", "replace"))
 
     def drain_output(self):
-        """Take what came on stdout and stderr (so the kernel never waits on us)."""
-        self.out.append(self.stdout.read(block=False))
-        self.err.append(self.stderr.read(block=False))
+        """Take what came on stdout and stderr (so the kernel never waits on us), with
+        all the output the last status counted (it may arrive after the status)."""
+        for index, (channel, got) in enumerate(((self.stdout, self.out), (self.stderr, self.err))):
+            while self.taken[index] < self.counts[index] or channel.pending:
+                block = TIMEOUT if self.taken[index] < self.counts[index] else False
+                message = channel.read_one(block=block)
+                assert message, "output counted by a status never came"
+                got.append(message)
+                self.taken[index] += 1
 
     def take_output(self):
         self.drain_output()
@@ -96,7 +104,10 @@ class Client:
     def next_status(self, timeout=TIMEOUT):
         text = self.status.read_one(block=timeout)
         assert text, "no status within %g s; %s" % (timeout, self.process_output())
-        return json.loads(text)
+        status = json.loads(text)
+        # Every status counts the output messages sent before it (kept apart).
+        self.counts = [status.pop("stdout"), status.pop("stderr")]
+        return status
 
     def send(self, channel, message):
         self.senders[channel].write(message)

@@ -7,7 +7,9 @@ code against itself. It spawns `python -m interpreter.kernel`, runs the
 handshake as the host, and speaks frames: it joins fragments, decodes text
 after joining, grants WINDOW credit as it consumes messages, answers PINGs,
 respects the kernel's credit when it sends, and drains the kernel process's
-stdout and stderr pipes. Every wait has a deadline.
+stdout and stderr pipes. It takes the output counts off every status and
+waits for the output they count before handing it out, and merges STDOUT and
+STDERR by the ORDER records (ordered()). Every wait has a deadline.
 """
 
 import hashlib
@@ -34,7 +36,8 @@ MAX_FRAGMENT = 65536
 
 # Channels, per direction.
 STDIN, CONTROL, INTROSPECT = 0, 1, 2           # client -> kernel
-STDOUT, STDERR, STATUS, REPLIES = 0, 1, 2, 3   # kernel -> client
+STDOUT, STDERR, STATUS, REPLIES, ORDER = 0, 1, 2, 3, 4   # kernel -> client
+ORDER_DIGITS = {"0": STDOUT, "1": STDERR}   # an ORDER record: one digit per output message
 
 # What this client announces in its HELLO.
 OUR_WINDOW = 8 * 1024 * 1024
@@ -180,6 +183,10 @@ class WireClient:
         self.buffer = bytearray()
         self.parts = {}                      # channel -> (flags of first fragment, [payloads])
         self.messages = {}                   # channel -> list of str/bytes
+        self.completed = {}                  # channel -> messages received in all
+        self.all_messages = {}               # channel -> every message received (kept)
+        self.status_counts = {STDOUT: 0, STDERR: 0}   # output messages the last status counted
+        self.order = []                      # digits of ORDER records not yet used by ordered()
         self.granted = {}                    # channel -> bytes we let the kernel send in all
         self.received = {}                   # channel -> DATA payload bytes received
         self.consumed = {}                   # channel -> bytes consumed since our last WINDOW
@@ -335,6 +342,11 @@ class WireClient:
         del self.parts[channel]
         data = b"".join(parts)
         message = data.decode("utf-8") if first_flags & TEXT else data
+        self.completed[channel] = self.completed.get(channel, 0) + 1
+        self.all_messages.setdefault(channel, []).append(message)
+        if channel == ORDER:
+            self.order.extend(message)
+            return
         self.messages.setdefault(channel, []).append(message)
 
     def grant(self, channel, at_least=None):
@@ -363,15 +375,52 @@ class WireClient:
         self.messages[channel] = []
         return items
 
+    def wait_output(self, timeout=TIMEOUT):
+        """Wait until every output message the last status counted has arrived (a
+        status does not wait for output that flow control holds back)."""
+        self.wait(lambda: all(self.completed.get(channel, 0) >= count
+                              for channel, count in self.status_counts.items()),
+                  timeout, "the output counted by the last status")
+
     def text(self, channel):
+        """The text received on channel, for STDOUT/STDERR with all output the last
+        status counted."""
+        if channel in (STDOUT, STDERR):
+            self.wait_output()
         return "".join(self.take(channel))
+
+    def take_output_messages(self, channel):
+        """The messages of STDOUT/STDERR the last status counted, as a list (removed)."""
+        self.wait_output()
+        return self.take(channel)
+
+    def ordered(self):
+        """The output received so far as (channel, text) in the kernel's order: each
+        digit of the ORDER records names the channel of the next message. (Use it
+        or text(STDOUT)/text(STDERR), not both.)"""
+        self.wait_output()
+        items = []
+        while self.order:
+            channel = ORDER_DIGITS[self.order[0]]
+            if not self.messages.get(channel):
+                break
+            self.order.pop(0)
+            items.append((channel, self.messages[channel].pop(0)))
+        return items
 
     def next_message(self, channel, timeout=TIMEOUT):
         self.wait(lambda: self.messages.get(channel), timeout, "a message on channel %d" % channel)
         return self.messages[channel].pop(0)
 
     def next_status(self, timeout=TIMEOUT):
-        return json.loads(self.next_message(STATUS, timeout))
+        """The next status without its output counts ("stdout", "stderr"), which go
+        to self.status_counts."""
+        status = json.loads(self.next_message(STATUS, timeout))
+        try:
+            self.status_counts = {STDOUT: status.pop("stdout"), STDERR: status.pop("stderr")}
+        except KeyError:
+            raise WireError("a status without its output counts: %r" % (status,))
+        return status
 
     def statuses_until(self, predicate, timeout=TIMEOUT):
         """Status messages up to and including the first that satisfies predicate."""
@@ -388,7 +437,8 @@ class WireClient:
             self.sock.close()
 
 
-def start(python, key=None, kernel_key=None, extra_args=(), window=OUR_WINDOW):
+def start(python, key=None, kernel_key=None, extra_args=(), window=OUR_WINDOW,
+          max_message=OUR_MAX_MESSAGE):
     """Spawn a kernel, accept it and run the handshake: (KernelProcess, WireClient).
 
     The kernel is killed if the handshake fails."""
@@ -396,7 +446,7 @@ def start(python, key=None, kernel_key=None, extra_args=(), window=OUR_WINDOW):
     kernel = KernelProcess(python, kernel_key or key, extra_args)
     try:
         sock = kernel.accept()
-        hello, verdict = handshake(sock, key, window=window)
+        hello, verdict = handshake(sock, key, window=window, max_message=max_message)
         if not (hello["proof_held"] and verdict == 1):
             raise WireError("the handshake failed")
         return kernel, WireClient(kernel, sock, hello, window)

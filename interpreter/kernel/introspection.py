@@ -21,7 +21,7 @@ __all__ = ["IntrospectionServer"]
 class IntrospectionServer:
     """Answers the introspection requests of client links from `namespace`.
 
-    output: the kernel's Output, whose lock orders every write (see status.py).
+    output: the kernel's Output (its replies take no lock of it: see status.py).
     """
 
     def __init__(self, namespace, output):
@@ -48,8 +48,8 @@ class IntrospectionServer:
                 if not text:
                     return
                 reply = self._answer(introspect, text)
-                with self.output.lock:  # see status.py
-                    link.send(FromKernel.INTROSPECT, reply)
+                # No lock: a reply has no order with output (see status.py).
+                link.send(FromKernel.INTROSPECT, _fitting(reply, link.max_message))
                 link.flush(FromKernel.INTROSPECT)
             except Exception as error:  # never let the thread die
                 _debug("introspection failed: %r", error)
@@ -80,3 +80,10 @@ class IntrospectionServer:
         protocol.NAMESPACE: lambda introspect, ns, request: [
             list(row) for row in introspect.namespace_listing(ns)],
     }
+
+
+def _fitting(reply, max_bytes):
+    """The reply, or one with a null result when it is larger than the client accepts."""
+    if len(reply) * 4 <= max_bytes or len(reply.encode("utf-8")) <= max_bytes:
+        return reply
+    return protocol.encode({"id": protocol.decode(reply).get("id"), "result": None})

@@ -32,6 +32,25 @@ class ClientLink:
         except (ValueError, OSError, ChannelsError):
             pass
 
+    @property
+    def max_message(self):
+        """The largest message (bytes) the client accepts, from its handshake."""
+        return self.channels.peer_max_message_size
+
+    def idle(self, index):
+        """Has everything sent on index been handed to the OS? (never waits)
+
+        A write on an idle channel cannot block: a write blocks only once a
+        window (8 MiB) of the channel's messages waits unsent.
+        """
+        try:
+            self._senders[index].flush(timeout=0)
+        except TimeoutError:
+            return False
+        except (ValueError, OSError, ChannelsError):
+            pass   # the connection is gone: writes are dropped at once
+        return True
+
     def flush(self, index):
         """Wait until what was sent on index is handed to the OS (not if the connection is gone)."""
         try:

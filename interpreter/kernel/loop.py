@@ -408,6 +408,7 @@ class KernelLoop:
             except Exception:
                 pass
             _debug("exit %s", code)
+            self.output.flush()   # all output goes before the last status
             self.reporter.status({"status": protocol.EXIT, "exit_code": code})
         self.output.close()
         if self._gui is not None:

@@ -2,12 +2,15 @@
 
 Output: every write of sys.stdout and sys.stderr, from any thread, goes into
 one ordered buffer (Output); runs of writes to the same stream are joined and
-sent as one message. The buffer is handed to the channels when it grows past
+sent as one message. The buffer is cut into messages (deliver: the Reporter
+numbers them and puts them in its outbox, status.py) when it grows past
 FLUSH_CHARS, when someone flushes (the kernel does before every status), and
 FLUSH_DELAY seconds after the first unsent write (a flusher thread that sleeps
-while nothing is pending). So a burst of a hundred thousand prints costs a few
-dozen messages, and output between statuses still arrives promptly. Writes
-after the connection is gone are dropped: they never block or raise.
+while nothing is pending); then drain() sends the outbox, and waits while flow
+control holds it back: so print() blocks on a stalled stream, and nothing
+else does. A burst of a hundred thousand prints costs a few dozen messages,
+and output between statuses still arrives promptly. Writes after the
+connection is gone are dropped: they never block or raise.
 
 Input: sys.stdin reads the lines of the stdin channel (StdinLines, which the
 kernel's idle loop reads too) and tells the kernel when it waits (status
@@ -39,14 +42,20 @@ INPUT_WAIT_SLICE = 0.05
 class Output:
     """The ordered output buffer shared by sys.stdout and sys.stderr.
 
-    send(index, text) writes text on sending channel `index` of every client;
-    it is called with the buffer's lock held, so messages keep their order.
+    deliver(messages) takes a list of (channel index, text), the messages of
+    one flush in write order; it is called with the buffer's lock held, so
+    flushes keep their order. drain() (called without the lock) sends what
+    was delivered, waiting while flow control holds it back. Messages are at
+    most `max_chars` characters.
     The text since the last newline of channel `prompt_index` is kept as
     `line_tail` (what input() showed as its prompt).
     """
 
-    def __init__(self, send, prompt_index, delay=FLUSH_DELAY, after_timed_flush=None):
-        self._send = send
+    def __init__(self, deliver, prompt_index, drain, delay=FLUSH_DELAY, after_timed_flush=None):
+        self._deliver = deliver
+        self._drain = drain
+        self.max_chars = MAX_MESSAGE_CHARS
+        self._urgent = False           # the flusher is to drain now, without FLUSH_DELAY
         self._after_timed_flush = after_timed_flush  # called by the flusher, lock not held
         self._prompt_index = prompt_index
         self._delay = delay
@@ -63,9 +72,13 @@ class Output:
         self._flusher = None
 
     def flush(self):
-        """Hand everything pending to the channels (it is then queued on the connection)."""
+        """Hand everything pending to the channels (it is then queued on the connection).
+
+        Waits while flow control holds earlier output back; call it without the lock.
+        """
         with self.lock:
             self.flush_locked()
+        self._drain()
 
     @property
     def line_tail(self):
@@ -86,6 +99,7 @@ class Output:
         with self.lock:
             self.flush_locked()
             self._delay = 0
+        self._drain()
         self._closing.set()
         self._wake.set()
 
@@ -96,12 +110,20 @@ class Output:
         self.runs, self.last_index, self.last_parts = [], None, None
         self.size = 0
         self.due = False
+        messages, cut = [], self.max_chars
         for index, parts in runs:
             text = parts[0] if len(parts) == 1 else "".join(parts)
             if index == self._prompt_index:
                 self._track_tail(text)
-            for start in range(0, len(text), MAX_MESSAGE_CHARS):
-                self._send(index, text[start:start + MAX_MESSAGE_CHARS])
+            if not text:
+                continue   # a message is never empty (see Reporter.deliver's counts)
+            if len(text) <= cut:
+                messages.append((index, text))
+            else:
+                messages.extend((index, text[start:start + cut])
+                                for start in range(0, len(text), cut))
+        if messages:
+            self._deliver(messages)
 
     def _track_tail(self, text):
         newline = text.rfind("\n")
@@ -110,19 +132,34 @@ class Output:
         else:
             self._tail = (self._tail + text)[-PROMPT_CHARS:]
 
+    def drain(self):
+        """Send what was delivered; waits while flow control holds it back (lock not held)."""
+        self._drain()
+
+    def kick(self):
+        """Have the flusher drain what was delivered, now, without waiting here (lock held)."""
+        self._urgent = True
+        self._start_flusher()
+        self._wake.set()
+
     def wake_flusher(self):
         """Have the flusher send what is pending in FLUSH_DELAY (lock held)."""
         self.due = True
+        self._start_flusher()
+        self._wake.set()
+
+    def _start_flusher(self):
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._run_flusher, daemon=True,
                                              name="kernel-output-flusher")
             self._flusher.start()
-        self._wake.set()
 
     def _run_flusher(self):
         while not self._closing.is_set():
             self._wake.wait()
-            self._closing.wait(self._delay)  # let the rest of a burst join in
+            if not self._urgent:
+                self._closing.wait(self._delay)  # let the rest of a burst join in
+            self._urgent = False
             self._wake.clear()
             try:
                 self.flush()
@@ -166,10 +203,12 @@ class OutputStream(io.TextIOBase):
                 out.last_parts = [s]
                 out.runs.append((self._index, out.last_parts))
             out.size += len(s)
-            if out.size >= FLUSH_CHARS:
-                out.flush_locked()
-            elif not out.due:
-                out.wake_flusher()
+            if out.size < FLUSH_CHARS:
+                if not out.due:
+                    out.wake_flusher()
+                return len(s)
+            out.flush_locked()
+        out.drain()   # outside the lock: a stalled stream blocks this writer only
         return len(s)
 
     def writelines(self, lines):
