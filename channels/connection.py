@@ -135,7 +135,10 @@ class Channels:
         self.max_message_size = max_message_size
         self._window = window
 
-        self._lock = threading.Lock()
+        # Reentrant only for its uninterruptible re-acquire: a KeyboardInterrupt in
+        # the main thread while a Condition.wait() takes back a plain Lock leaves it
+        # released, and the caller's `with` then fails ("release unlocked lock").
+        self._lock = threading.RLock()
         self._state_changed = threading.Condition(self._lock)
         self._any_ready = threading.Condition(self._lock)   # for wait_any()
         self._any_waiters = 0
@@ -508,8 +511,9 @@ class Channels:
         waiter = self._waiter
         locked = True
         try:
-            self._lock.release()
-            locked = False
+            with interrupts.critical:  # an interrupt between the two would skip the re-acquire
+                self._lock.release()
+                locked = False
             # Receive first, poll only when nothing is there: in an exchange the
             # answer has often come already (always, when both ends share a
             # core), and a receive that filled the buffer leaves more behind.
@@ -530,8 +534,9 @@ class Channels:
                     self._absorb(data)
                     self._queue.last_write = 0.0
         finally:
-            if not locked:
-                self._lock.acquire()
+            with interrupts.critical:  # the lock is held again, whatever interrupts
+                if not locked:
+                    self._lock.acquire()
             self._foreground = self._reading = False
             if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
                 self._io_awaits_foreground_end = False

@@ -328,12 +328,6 @@ def test_binary_and_huge_console_lines(current_client):
     _check_namespace_kept(client, kept)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "channels bug, about 1 run in 4: a second SIGINT while the kernel's main thread "
-    "waits in wait_any() leaves the connection's lock released (Condition.wait's "
-    "re-acquire interrupted; or _read_in_foreground interrupted between release() "
-    "and `locked = False`), and then 'release unlocked lock' ends the IO thread "
-    "or the main loop: the session is lost"))
 def test_a_storm_of_interrupts_leaves_the_namespace(current_client):
     client = current_client
     kept = _with_namespace(client)
