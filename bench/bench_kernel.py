@@ -7,7 +7,9 @@ trip of running `pass`, the time until the client holds all output of
 `for i in range(100000): print(i)` (reference: a plain subprocess printing the
 same into a pipe), interrupt latency of time.sleep, how soon a kernel's death shows, completion round trips
 idle and while busy, the kernel's CPU while idle, and 50 kernels at once
-(threads in the client, per-kernel `pass` round trip against one kernel).
+(threads in the client, per-kernel `pass` round trip against one kernel), and
+last bench_gui.py's table: idle CPU, wake-ups per second and the `pass` round
+trip with no gui, tk and asyncio (and qt, gtk, wx where they import).
 Prints medians, the references, and each figure against its target.
 
 Figures behind constants (medians, this benchmark):
@@ -250,6 +252,12 @@ def main():
     print("\nsummary")
     for row in rows:
         print(row)
+    # Idle CPU, wake-ups and the pass round trip with no gui, tk and asyncio (and
+    # qt, gtk, wx where they import) side by side: bench_gui.py's table.
+    print("\nGUI event loops (bench/bench_gui.py)", flush=True)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_gui
+    bench_gui.main()
 
 
 if __name__ == "__main__":

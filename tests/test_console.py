@@ -315,7 +315,7 @@ def test_pty_input_getpass_and_pdb(term):
     t.send("s3cret\n")
     t.expect(">>> ")
     t.send("print(name, len(pw))\n")
-    match = t.expect(r"Ann 6\n>>> ")
+    t.expect(r"Ann 6\n>>> ")
     assert "s3cret" not in t.output
     t.send("import pdb; pdb.run('x = 1 + 1')\n")
     t.expect(r"\(Pdb\) ")

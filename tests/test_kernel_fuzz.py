@@ -29,7 +29,6 @@ import pytest
 
 import fuzz_messages
 from channels import Channels
-from interpreter import protocol
 from interpreter.protocol import FromKernel, ToKernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -358,7 +358,6 @@ class GtkLoop(Toolkit):
 
     def __init__(self):
         try:
-            import gi
             from gi.repository import GLib
         except ImportError:
             raise ImportError("gui 'gtk' needs PyGObject (gi), which is not installed")
