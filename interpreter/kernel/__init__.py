@@ -18,11 +18,13 @@ Everything in this package runs in the kernel process, on the user's Python
 - streams.py: sys.stdin/stdout/stderr on channels.
 - introspection.py: the thread answering completion/calltip/doc/namespace
   requests (IntrospectionServer), with the pure functions of introspect.py.
-- gui.py: GUI event loops pumped while the kernel is idle.
+- gui.py: GUI event loops: the kernel waits in the toolkit's own loop, woken by a waker.
+- awaiting.py: top-level await in console lines and blocks.
 - debug.py: tracing to the real stderr with INTERPRETER_DEBUG=1.
 
 Threads: the main thread runs the loop and user code; an introspection
-thread per client; the output flusher (streams.py); the channels' IO thread.
+thread per client; the output flusher (streams.py); the channels' IO thread;
+with a GUI integrated, the waker thread that ends the toolkit's wait (gui.py).
 """
 
 import os
