@@ -96,6 +96,10 @@ SEND_BUFFER = 256 * 1024
 # would cost a thread switch per message). A caller whose wait lasts longer
 # than this wakes the IO thread when it stops, so a long wait costs nothing.
 STEP_ASIDE_SECONDS = 0.02
+# After a blocking read found nothing on its first receive, this many reads
+# poll before they receive (a receive in vain costs a system call and an
+# exception); then one tries receiving first again.
+RECV_FIRST_RETRY = 16
 DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 # An interrupt whose signal the main thread has not answered after this long
 # is sent again, then after twice as long, up to once a second (see
@@ -170,6 +174,7 @@ class Channels:
         self._decoder = Decoder()
         self._recv_view = memoryview(bytearray(RECV_BYTES_FIRST))  # for the read role only
         self._recv_filled = False    # the last receive filled the buffer: more is likely
+        self._recv_first = 0         # < 0: blocking reads poll first, for that many more
         self._reading = False        # see the table above
         self._foreground = False
         self._io_stepped_aside = False
@@ -503,44 +508,57 @@ class Channels:
     def _read_in_foreground(self, timeout):
         """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
         self._foreground = self._reading = True
-        self._foreground_since = time.monotonic()
+        self._foreground_since = _monotonic()
         if not self._sending and self._queue.has_queued():
             self._pump()  # what we wrote before waiting for the answer goes first
-        if self._waiter is None:
-            self._waiter = ReadWaiter(self._sock, self._foreground_wake_r)
         waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = ReadWaiter(self._sock, self._foreground_wake_r)
+        lock = self._lock
         locked = True
+        data = None
         try:
-            with interrupts.critical:  # an interrupt between the two would skip the re-acquire
-                self._lock.release()
+            # Receive first, poll only when nothing is there, while that pays:
+            # in an exchange the answer has often come already (always in one
+            # process), and a receive that filled the buffer leaves more
+            # behind. When the answer is seldom there (two processes on one
+            # core), each receive in vain costs a system call and an
+            # exception: then poll first, and try receiving first again now
+            # and then.
+            recv_first = self._recv_filled or self._recv_first >= 0
+            with interrupts.critical:  # an interrupt in here would skip the re-acquire
+                lock.release()
                 locked = False
-            # Receive first, poll only when nothing is there: in an exchange the
-            # answer has often come already (always, when both ends share a
-            # core), and a receive that filled the buffer leaves more behind.
-            with interrupts.critical:
-                data = self._recv()
-                if data is not None:
-                    self._lock.acquire()
-                    locked = True
-                    self._absorb(data)
-                    # What this caller writes next most likely answers what it
-                    # read: not part of a burst, so it goes out at once.
-                    self._queue.last_write = 0.0
+                if recv_first:
+                    data = self._recv()
+                    if data is not None:
+                        lock.acquire()
+                        locked = True
+                        self._absorb(data)
+                        # What this caller writes next most likely answers what it
+                        # read: not part of a burst, so it goes out at once.
+                        self._queue.last_write = 0.0
+                        self._recv_first = 0
+                    else:
+                        self._recv_first = -RECV_FIRST_RETRY
+                else:
+                    self._recv_first += 1
             if data is None and waiter.wait(timeout) and not waiter.woken:
                 with interrupts.critical:
                     data = self._recv()
-                    self._lock.acquire()
+                    lock.acquire()
                     locked = True
                     self._absorb(data)
                     self._queue.last_write = 0.0
         finally:
             with interrupts.critical:  # the lock is held again, whatever interrupts
                 if not locked:
-                    self._lock.acquire()
-            self._foreground = self._reading = False
-            if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
-                self._io_awaits_foreground_end = False
-                self._wake_io()
+                    lock.acquire()
+                self._foreground = self._reading = False
+                if self._io_stepped_aside and (self._handoff_waiters
+                                               or self._io_awaits_foreground_end):
+                    self._io_awaits_foreground_end = False
+                    self._wake_io()
 
     def _read_from_io_thread(self):
         """Read what the socket has; again while each receive fills the buffer
