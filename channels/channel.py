@@ -135,7 +135,8 @@ class ReceivingChannel(_FileLike):
         """One message (str for text, bytes for binary), or '' if none came in time."""
         link = self._link
         with link.lock:
-            if self._inbox.messages or self._wait(block):
+            if self._inbox.messages or link.wait(self.index,
+                                                  self._default_block if block is None else block):
                 message, grant = self._inbox.pop()
                 if grant:
                     link.grant(self.index, grant)

@@ -62,6 +62,8 @@ from .sendqueue import SendQueue
 CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresponsive", "closed"
 _DATA, _MORE, _TEXT = int(FrameType.DATA), Flags.MORE, Flags.TEXT  # plain ints, per frame
 _monotonic = time.monotonic
+_READABLE_STATES = frozenset((CONNECTED, UNRESPONSIVE))  # a caller may read the socket
+may_do_io = interrupts.may_do_io
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
@@ -501,8 +503,9 @@ class Channels:
     # -- reading ------------------------------------------------------------
 
     def _can_read_here(self):
-        """May the calling thread, waiting for a message, read the socket itself? (lock held)"""
-        return (self._sock is not None and self._state in (CONNECTED, UNRESPONSIVE)
+        """May the calling thread, waiting for a message, read the socket itself? (lock held)
+        (Link.wait spells it out.)"""
+        return (self._sock is not None and self._state in _READABLE_STATES
                 and not self._foreground and not self._reading and interrupts.may_do_io())
 
     def _read_in_foreground(self, timeout):
@@ -516,6 +519,7 @@ class Channels:
             waiter = self._waiter = ReadWaiter(self._sock, self._foreground_wake_r)
         lock = self._lock
         locked = True
+        ended = False
         data = None
         try:
             # Receive first, poll only when nothing is there, while that pays:
@@ -539,6 +543,8 @@ class Channels:
                         # read: not part of a burst, so it goes out at once.
                         self._queue.last_write = 0.0
                         self._recv_first = 0
+                        ended = True  # the finally's work, in this section
+                        self._end_foreground()
                     else:
                         self._recv_first = -RECV_FIRST_RETRY
                 else:
@@ -550,15 +556,21 @@ class Channels:
                     locked = True
                     self._absorb(data)
                     self._queue.last_write = 0.0
+                    ended = True
+                    self._end_foreground()
         finally:
-            with interrupts.critical:  # the lock is held again, whatever interrupts
-                if not locked:
-                    lock.acquire()
-                self._foreground = self._reading = False
-                if self._io_stepped_aside and (self._handoff_waiters
-                                               or self._io_awaits_foreground_end):
-                    self._io_awaits_foreground_end = False
-                    self._wake_io()
+            if not ended:
+                with interrupts.critical:  # the lock is held again, whatever interrupts
+                    if not locked:
+                        lock.acquire()
+                    self._end_foreground()
+
+    def _end_foreground(self):
+        """A caller's read of the socket ends (lock held, in a critical section)."""
+        self._foreground = self._reading = False
+        if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
+            self._io_awaits_foreground_end = False
+            self._wake_io()
 
     def _read_from_io_thread(self):
         """Read what the socket has; again while each receive fills the buffer
@@ -776,16 +788,28 @@ class Channels:
             self._wake_io()
 
     def _send_now(self, channel, frame):
-        """Send one frame at once, the connection being idle (lock held): the latency path."""
+        """Send one frame at once, the connection being idle (lock held): the
+        latency path, so _send_released() is spelled out here."""
         self._sending = True
+        lock = self._lock
         try:
             with interrupts.critical:
-                sent = self._send_released(frame)
-                if sent is None:
+                lock.release()
+                try:
+                    sent = self._sock.send(frame)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as error:
+                    sent = error
+                finally:
+                    lock.acquire()
+                if sent.__class__ is not int:
+                    self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
                     return
                 self._liveness.last_sent = _monotonic()
-                self._queue.add_direct(channel, frame, sent)
-                if self._queue.unsent is not None:  # the socket is full: the IO thread sends the rest
+                queue = self._queue
+                queue.add_direct(channel, frame, sent)
+                if queue.unsent is not None:  # the socket is full: the IO thread sends the rest
                     self._wake_io()
         finally:
             self._sending = False
@@ -975,7 +999,7 @@ class Link:
         if (size <= MAX_FRAGMENT and now - queue.last_write >= COALESCE_SECONDS
                 and not c._sending and c._sock is not None and 0 < size <= queue.credit[index]
                 and size <= c._peer_max_message and not queue.has_queued()
-                and interrupts.may_do_io()):
+                and may_do_io()):
             # The latency path: a small message, not in a burst, the connection idle.
             queue.last_write = now
             c._send_now(index, queue.encode_now(index, data, text))
@@ -1040,7 +1064,8 @@ class Link:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            if c._can_read_here():
+            if (c._sock is not None and not c._foreground and not c._reading
+                    and c._state in _READABLE_STATES and may_do_io()):  # c._can_read_here()
                 c._read_in_foreground(remaining)
             else:
                 c._read_waiters[index] += 1

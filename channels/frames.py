@@ -157,8 +157,12 @@ class Decoder:
         if not self._buffer and size >= HEADER_SIZE:
             version, ftype, flags, channel, length = HEADER.unpack_from(data)
             if size == HEADER_SIZE + length and length < SMALL_PAYLOAD:
-                # Exactly one small frame: the common case of an exchange.
-                self._check(version, ftype, flags, channel, length)
+                # Exactly one small frame: the common case of an exchange
+                # (_check() spelled out).
+                rule = _RULES.get(ftype) if version == VERSION else None
+                if (rule is None or not rule[0] <= length <= rule[1] or flags & ~rule[2]
+                        or channel >= (NUM_CHANNELS if rule[3] else 1)):
+                    self._reject(version, ftype, flags, channel, length)
                 return [(ftype, flags, channel, bytes(data[HEADER_SIZE:]))]
         frames = []
         if self._buffer:
