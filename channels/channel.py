@@ -184,15 +184,15 @@ class ReceivingChannel(_FileLike):
             link.stopped_reading(self.index)
 
     def __iter__(self):
-        link, inbox = self._link, self._inbox
+        link, inbox, index = self._link, self._inbox, self.index
         lock, messages = link.lock, inbox.messages
         while True:
             with lock:
-                if not (messages or self._wait(True)):
+                if not (messages or link.wait(index, True)):
                     return
                 message, grant = inbox.pop()
                 if grant:
-                    link.grant(self.index, grant)
+                    link.grant(index, grant)
             yield message
 
     def readable(self):

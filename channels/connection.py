@@ -787,9 +787,10 @@ class Channels:
         if not self._sending and self._sendable():
             self._wake_io()
 
-    def _send_now(self, channel, frame):
+    def _send_now(self, channel, frame, now=None):
         """Send one frame at once, the connection being idle (lock held): the
-        latency path, so _send_released() is spelled out here."""
+        latency path, so _send_released() is spelled out here. now: the time
+        of writing, if known (it is when the frame counts as sent)."""
         self._sending = True
         lock = self._lock
         try:
@@ -806,7 +807,7 @@ class Channels:
                 if sent.__class__ is not int:
                     self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
                     return
-                self._liveness.last_sent = _monotonic()
+                self._liveness.last_sent = now or _monotonic()
                 queue = self._queue
                 queue.add_direct(channel, frame, sent)
                 if queue.unsent is not None:  # the socket is full: the IO thread sends the rest
@@ -1002,7 +1003,7 @@ class Link:
                 and may_do_io()):
             # The latency path: a small message, not in a burst, the connection idle.
             queue.last_write = now
-            c._send_now(index, queue.encode_now(index, data, text))
+            c._send_now(index, queue.encode_now(index, data, text), now)
             return
         if size > c._peer_max_message:
             raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"
@@ -1057,11 +1058,11 @@ class Link:
             return True
         if block is False or (block is not True and block <= 0):
             return False
-        deadline = None if block is True else time.monotonic() + block
+        deadline = None if block is True else _monotonic() + block
         while not inbox.messages:
             if inbox.ended or inbox.dropping or c._state == CLOSED:
                 return False
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - _monotonic()
             if remaining is not None and remaining <= 0:
                 return False
             if (c._sock is not None and not c._foreground and not c._reading
