@@ -29,6 +29,7 @@ class _State:
     pending = False
     sent = 0      # signals interrupt_main() sent
     answered = 0  # the value of sent when the handler last ran
+    resent = False  # send_again() since the handler last answered
     deliverers = 0  # threads in deliver()
 
 
@@ -36,9 +37,15 @@ _answer = threading.Condition()  # notified when the handler runs, for deliver()
 
 
 def _handler(signum, frame):
-    _State.answered = _State.sent
-    if _State.deliverers:
-        with _answer:  # reentrant: a handler run within this one cannot deadlock
+    with _answer:  # reentrant: a handler run within this one cannot deadlock
+        if _State.answered == _State.sent and _State.resent:
+            # A signal sent again that came after the handler had answered
+            # the first (see send_again): one interrupt, not two.
+            _State.resent = False
+            return
+        _State.answered = _State.sent
+        _State.resent = False
+        if _State.deliverers:
             _answer.notify_all()
     if _State.depth:
         _State.pending = True
@@ -98,8 +105,17 @@ def unanswered():
 
 
 def send_again():
-    """Signal the main thread again for the interrupt not answered yet."""
-    signal.pthread_kill(_main_ident, signal.SIGINT)
+    """Signal the main thread again for the interrupt not answered yet.
+
+    The handler may have begun just before (Python clears its flag, then
+    runs the handler): this signal then runs it a second time, which finds
+    the interrupt answered and a signal sent again since, and drops it.
+    Both sides hold _answer, so the handler either answers before this
+    (and drops what follows) or after (and takes this signal with the first).
+    """
+    with _answer:
+        _State.resent = True
+        signal.pthread_kill(_main_ident, signal.SIGINT)
 
 
 def deliver(first_wait=0.02, max_wait=1.0, attempts=10):
@@ -110,13 +126,15 @@ def deliver(first_wait=0.02, max_wait=1.0, attempts=10):
     with _answer:
         _State.deliverers += 1
         try:
+            interrupt_main()
             wait = first_wait
-            for _ in range(attempts):
-                interrupt_main()
+            for attempt in range(1, attempts + 1):
                 if _answer.wait_for(lambda: not unanswered(), wait):
                     return True
+                if attempt == attempts:
+                    return False
+                send_again()  # the same interrupt: one KeyboardInterrupt, however many signals
                 wait = min(2 * wait, max_wait)
-            return False
         finally:
             _State.deliverers -= 1
 
@@ -169,6 +187,9 @@ class ignored:
         self._defer = defer
 
     def __enter__(self):
+        # A signal that came just before the block: its handler runs in here.
+        self._was_pending = _State.pending
+        _State.depth += 1
         if _CAN_BLOCK_SIGNALS:
             before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             self._outermost = signal.SIGINT not in before
@@ -180,8 +201,11 @@ class ignored:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        _State.depth -= 1
         if not self._outermost:  # nested: the outer one decides
             return
+        held = _State.pending and not self._was_pending
+        _State.pending = self._was_pending  # an outer critical section's, if any
         if _CAN_BLOCK_SIGNALS:
             pending = signal.SIGINT in signal.sigpending()
             if pending:
@@ -193,7 +217,7 @@ class ignored:
         else:
             signal.signal(signal.SIGINT, self._saved)
             pending = _Ignored.pending
-        if pending and self._defer and exc_type is None:
+        if (pending or held) and self._defer and exc_type is None:
             raise KeyboardInterrupt
 
 

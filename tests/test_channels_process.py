@@ -133,6 +133,76 @@ def test_deliver_signals_again_until_the_handler_ran():
     assert proc.stdout.decode().strip() == "interrupted [True]"
 
 
+def _run_child(code):
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          env=dict(os.environ, PYTHONPATH=ROOT),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=T)
+    return proc.stdout.decode().split()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_signal_sent_again_after_the_interrupt_was_raised_is_dropped():
+    # A retry of an interrupt that came just after the handler raised it would
+    # interrupt again whatever runs next (the traceback's display, the next run).
+    assert _run_child("""
+        import os, signal
+        from channels import interrupts
+        interrupts.install()
+        def step(name, action):
+            try:
+                action()
+                for _ in range(1000):  # the handler runs at one of these checks
+                    pass
+                print(name, "ran")
+            except KeyboardInterrupt:
+                print(name, "interrupted")
+        step("first", interrupts.interrupt_main)
+        step("again", interrupts.send_again)
+        step("again", interrupts.send_again)
+        step("kill", lambda: os.kill(os.getpid(), signal.SIGINT))  # not ours: raised
+        step("second", interrupts.interrupt_main)
+    """) == "first interrupted again ran again ran kill interrupted second interrupted".split()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs POSIX signals")
+def test_ignored_drops_a_signal_whose_handler_runs_inside_it():
+    assert _run_child("""
+        import os, signal
+        from channels import interrupts
+        interrupts.install()
+        def step(name, action):
+            try:
+                action()
+                print(name, "ran")
+            except KeyboardInterrupt:
+                print(name, "interrupted")
+        def handler_runs_inside():
+            # As when the signal came just before the block and its handler
+            # runs at the first check in it.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        def inside_ignored():
+            with interrupts.ignored():
+                handler_runs_inside()
+        def inside_deferring():
+            with interrupts.ignored(defer=True):
+                handler_runs_inside()
+        def critical_around_ignored():
+            with interrupts.critical:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+                with interrupts.ignored():
+                    pass
+        step("ignored", inside_ignored)
+        step("deferred", inside_deferring)
+        step("critical", critical_around_ignored)
+    """) == "ignored ran deferred interrupted critical interrupted".split()
+
+
 def test_interrupts_never_leave_half_a_frame(child):
     host, proc = child("""
         def main():

@@ -20,6 +20,8 @@ import os
 import sys
 import warnings
 
+from channels import interrupts
+
 # Frames of these packages are the kernel's own (by the package of the frame's module,
 # which also holds when the kernel runs as `python -m interpreter.kernel`).
 _KERNEL_PACKAGES = frozenset([__package__.partition(".")[0], "channels"])
@@ -261,6 +263,15 @@ class KernelConsole(code.InteractiveConsole):
         self._print_exception(sys.exc_info()[1].with_traceback(None))
 
     def showtraceback(self):
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            # Another interrupt now (Ctrl-C twice, a signal sent again) would cut
+            # the traceback of this one short: it is dropped.
+            with interrupts.ignored():
+                self._show_traceback()
+        else:
+            self._show_traceback()
+
+    def _show_traceback(self):
         _, value, tb = sys.exc_info()
         self.error = type(value).__name__
         if tb is not None:
