@@ -68,6 +68,13 @@ class SendingChannel(_FileLike):
                 link.write(self.index, data, text)
         return len(message)
 
+    @property
+    def unsent(self):
+        """Bytes written on this channel and not yet handed to the operating system
+        (write() blocks once a window of them waits: see the README)."""
+        with self._link.lock:
+            return self._link.queue.queued_bytes[self.index]
+
     def writelines(self, lines):
         for line in lines:
             self.write(line)

@@ -288,6 +288,29 @@ class Channels:
             while self._state == CONNECTING:
                 self._state_changed.wait()
 
+    def adopt(self, sock, role="host", timeout=None):
+        """Run the handshake on a socket already connected (one the caller
+        accepted, or the plain end of a TLS relay) in the background, then carry
+        the channels over it. role: "host" or "connector", as the peer expects.
+        A peer that fails the handshake within timeout seconds (default
+        HANDSHAKE_TIMEOUT) closes this object; close_reason says why.
+        """
+        roles = {"host": HOST, "connector": CONNECTOR}
+        if role not in roles:
+            raise ValueError("role must be 'host' or 'connector', not %r" % (role,))
+        timeout = HANDSHAKE_TIMEOUT if timeout is None else timeout
+        with self._lock:
+            if self._listener or self._sock or self._io_thread or self._state == CLOSED:
+                raise RuntimeError("this Channels object is already hosting, connected or closed")
+            try:
+                self._port = sock.getsockname()[1]
+            except (OSError, IndexError, TypeError):
+                self._port = None
+            self._io_thread = threading.Thread(
+                target=self._handshake_then_run, args=(sock, roles[role], timeout),
+                daemon=True, name="channels-adopted-%s" % (self._port,))
+        self._io_thread.start()
+
     def wait_connected(self, timeout=None):
         """Wait until connected; False when the timeout passed or the connection closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -382,9 +405,26 @@ class Channels:
         if accepted is not None:
             self._run(*accepted)
 
+    def _handshake_then_run(self, sock, role, timeout):
+        interrupts.block_in_this_thread()
+        try:
+            handshake = self._establisher.handshake(sock, self._new_handshake(role),
+                                                    time.monotonic() + timeout)
+        except BaseException as error:
+            sock.close()
+            if not isinstance(error, ChannelsError):
+                error = ConnectionClosed("the handshake failed: %s" % (error,))
+            self.last_rejected = error
+            self._shut(error)
+            self._close_wake_sockets()
+            self._run_callbacks()
+            return
+        self._run(sock, handshake)
+
     def _run(self, sock, handshake):
         interrupts.block_in_this_thread()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family != getattr(socket, "AF_UNIX", None):   # adopt() takes socketpairs too
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         with self._lock:
@@ -691,7 +731,9 @@ class Channels:
         pass
 
     def _on_interrupt(self, flags, channel, payload):
-        if self._allow_interrupt:
+        if callable(self._allow_interrupt):
+            self._allow_interrupt()
+        elif self._allow_interrupt:
             interrupts.interrupt_main()
             self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
             self._interrupt_due = time.monotonic() + self._interrupt_delay

@@ -538,3 +538,50 @@ def test_flush_waits_for_what_was_written_before_it_not_after(make):
         stop.set()
         drainer.join(T)
         sock.close()
+
+
+def test_adopt_runs_over_sockets_connected_already(make):
+    a_sock, b_sock = socket.socketpair()
+    host, peer = make(), make()
+    host.adopt(a_sock, role="host", timeout=T)
+    peer.adopt(b_sock, role="connector", timeout=T)
+    assert host.wait_connected(T) and peer.wait_connected(T)
+    peer.get_sending_channel(3).write("over an adopted socket")
+    assert host.get_receiving_channel(3).read_one(block=T) == "over an adopted socket"
+    with pytest.raises(RuntimeError):
+        host.adopt(socket.socket())
+
+
+def test_adopt_with_a_wrong_key_closes_saying_why(make):
+    a_sock, b_sock = socket.socketpair()
+    host, peer = make(), make(key=b"another key")
+    host.adopt(a_sock, timeout=T)
+    peer.adopt(b_sock, role="connector", timeout=T)
+    assert not host.wait_connected(T) and not peer.wait_connected(T)
+    assert isinstance(peer.close_reason, AuthenticationError)
+    assert host.close_reason is not None
+    assert host.get_receiving_channel(0).read_one(block=T) == ""
+
+
+def test_an_interrupt_calls_a_function_given_as_allow_interrupt(make):
+    calls = threading.Event()
+    host = make(allow_interrupt=calls.set)
+    port = host.host()
+    peer = make()
+    peer.connect(port, timeout=T)
+    peer.interrupt()
+    assert calls.wait(T)
+
+
+def test_unsent_counts_what_waits_for_the_socket(pair):
+    host, peer = pair
+    sender = host.get_sending_channel(5)
+    assert sender.unsent == 0
+    for _ in range(2):   # nobody reads: past the peer's window (8 MiB) the rest waits
+        sender.write(b"x" * (5 * 1024 * 1024))
+    assert sender.unsent >= 2 * 1024 * 1024
+    receiver = peer.get_receiving_channel(5)
+    for _ in range(2):
+        assert receiver.read_one(block=T)
+    sender.flush(timeout=T)
+    assert sender.unsent == 0
