@@ -357,15 +357,16 @@ class Channels:
             self._queue.add_control(encode_frame(FrameType.INTERRUPT))
             self._kick()
 
-    def close(self, timeout=5.0):
-        """Send what was written (waiting at most timeout), tell the peer, end every thread."""
+    def close(self, timeout=5.0, reason=None):
+        """Send what was written (waiting at most timeout), tell the peer why
+        (reason: text for its close_reason), end every thread."""
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._state in (CONNECTED, UNRESPONSIVE):
                 self._drain(deadline)
                 if self._state != CLOSED:
-                    self._queue.add_control(encode_goaway(CloseCode.NORMAL,
-                                                          "its close() was called"))
+                    self._queue.add_control(encode_goaway(
+                        CloseCode.NORMAL, reason or "its close() was called"))
                     self._drain(deadline)
         self._shut(ConnectionClosed("closed locally"))
         thread = self._io_thread

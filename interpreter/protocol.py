@@ -29,6 +29,7 @@ class ToKernel(IntEnum):
     STDIN = 0        # text lines: console input and answers to input()/pdb
     CONTROL = 1      # JSON requests handled by the kernel's main loop
     INTROSPECT = 2   # JSON requests answered on the introspection thread
+    SESSION = 3      # JSON requests to the hub of a shared kernel (docs/protocol.md)
 
 
 class FromKernel(IntEnum):
@@ -38,6 +39,10 @@ class FromKernel(IntEnum):
     STATUS = 2       # JSON status messages, see STATUS_* below
     INTROSPECT = 3   # JSON replies to INTROSPECT requests, one per request id
     ORDER = 4        # text: one digit per STDOUT/STDERR message to come, in write order
+    # Shared kernels only (sent by the hub, see docs/protocol.md):
+    PROCESS_STDOUT = 5   # text: what the kernel process wrote to its fd 1 (C code, children)
+    PROCESS_STDERR = 6   # text: ... to its fd 2
+    SESSION = 7          # JSON messages of the hub: welcome, kernel state, clients, refusals
 
 
 # ORDER records: the digit of each message, "0" STDOUT or "1" STDERR, e.g. "010".

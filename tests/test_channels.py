@@ -585,3 +585,10 @@ def test_unsent_counts_what_waits_for_the_socket(pair):
         assert receiver.read_one(block=T)
     sender.flush(timeout=T)
     assert sender.unsent == 0
+
+
+def test_close_tells_the_peer_the_reason(pair):
+    host, peer = pair
+    host.close(timeout=T, reason="fell behind: 32 MiB of output unread")
+    assert peer.get_receiving_channel(0).read_one(block=T) == ""
+    assert "fell behind: 32 MiB of output unread" in str(peer.close_reason)
