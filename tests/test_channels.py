@@ -558,8 +558,9 @@ def test_adopt_with_a_wrong_key_closes_saying_why(make):
     host.adopt(a_sock, timeout=T)
     peer.adopt(b_sock, role="connector", timeout=T)
     assert not host.wait_connected(T) and not peer.wait_connected(T)
-    assert isinstance(peer.close_reason, AuthenticationError)
-    assert host.close_reason is not None
+    # Each side refuses the other's proof; the second to close may see a broken pipe.
+    assert any(isinstance(c.close_reason, AuthenticationError) for c in (host, peer))
+    assert host.close_reason is not None and peer.close_reason is not None
     assert host.get_receiving_channel(0).read_one(block=T) == ""
 
 
