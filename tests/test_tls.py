@@ -290,6 +290,41 @@ def test_a_reader_that_stops_stops_the_writer_and_nothing_is_lost(server, client
     assert received == data
 
 
+def test_records_read_in_pieces_are_relayed_whole(server, client_context, cleanup, monkeypatch):
+    """With tiny relay buffers, each TLS record (up to 16 KiB) that a plain
+    SSL client sends is read a few hundred bytes at a time: the rest waits
+    decrypted inside SSL (pending()), where poll() cannot see it, and must
+    still be relayed at once."""
+    import channels.tls
+    monkeypatch.setattr(channels.tls, "BUFFER_BYTES", 1000)
+    monkeypatch.setattr(channels.tls, "CHUNK_BYTES", 300)
+    accepted = server.next()
+    client = cleanup(client_context.wrap_socket(
+        socket.create_connection((ADDRESS, server.port), timeout=T), server_hostname=ADDRESS))
+    relay = cleanup(accepted.result(T))
+    plain = cleanup(relay.plain)
+    plain.settimeout(T)
+
+    def receive(sock, size):
+        received = bytearray()
+        while len(received) < size:
+            chunk = sock.recv(size - len(received))
+            assert chunk, "the connection ended early"
+            received.extend(chunk)
+        return bytes(received)
+
+    record = os.urandom(5000)   # one record: all of it leaves the socket at once
+    client.sendall(record)
+    assert receive(plain, len(record)) == record
+    plain.sendall(record)
+    assert receive(client, len(record)) == record
+    data = os.urandom(2 * 1024 * 1024)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(client.sendall, data)
+        assert receive(plain, len(data)) == data
+        sending.result(T)
+
+
 def test_a_relay_with_its_handshake_in_the_background(server, certificate, client_context,
                                                       cleanup):
     """accept_tls(background=True) returns at once; a silent stranger's relay
