@@ -396,9 +396,9 @@ def _handshake(tls, deadline, wake, peer, stopped=lambda: False):
             write = True
         except ssl.SSLCertVerificationError as error:
             reason = error.verify_message or error.reason or str(error)
-            hint = ("server_hostname names what it must be for" if "mismatch" in reason
-                    else "a context made with ssl.create_default_context(cafile=...) "
-                    "trusts a certificate or CA of one's own")
+            hint = ("it must be valid for server_hostname, by default the address"
+                    if "mismatch" in reason else "to trust a certificate or CA of your "
+                    "own: ssl.create_default_context(cafile=...)")
             raise TLSVerificationError(
                 "the TLS handshake %s failed: the peer's certificate was not accepted: %s (%s)"
                 % (peer, reason, hint)) from error
