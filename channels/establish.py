@@ -21,7 +21,16 @@ class Establisher:
         self._wake, self._on_wake, self._closed = wake, on_wake, closed
 
     def handshake(self, sock, handshake, deadline):
-        """Run handshake (a fresh Handshake) on sock; returns it finished or raises."""
+        """Run handshake (a fresh Handshake) on sock; returns it finished or raises
+        a ChannelsError (AuthenticationError when the peer is not one of ours)."""
+        try:
+            return self._handshake(sock, handshake, deadline)
+        except (ConnectionError, TimeoutError) as error:  # a reset, a broken pipe
+            raise AuthenticationError("the peer broke off the handshake (%s: %s): it does "
+                                      "not speak this protocol or knows another key"
+                                      % (type(error).__name__, error)) from error
+
+    def _handshake(self, sock, handshake, deadline):
         sock.setblocking(False)
         self._send(sock, handshake.start(), deadline)
         while not handshake.done:

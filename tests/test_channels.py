@@ -593,3 +593,24 @@ def test_close_tells_the_peer_the_reason(pair):
     host.close(timeout=T, reason="fell behind: 32 MiB of output unread")
     assert peer.get_receiving_channel(0).read_one(block=T) == ""
     assert "fell behind: 32 MiB of output unread" in str(peer.close_reason)
+
+
+def test_a_peer_that_resets_during_the_handshake_gives_an_authentication_error(make):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def reset_at_once():
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        sock.recv(10)
+        sock.close()   # linger 0: an RST, not a FIN
+    thread = threading.Thread(target=reset_at_once)
+    thread.start()
+    try:
+        with pytest.raises(AuthenticationError, match="broke off the handshake"):
+            make().connect(port, timeout=T)
+    finally:
+        thread.join(T)
+        listener.close()
