@@ -60,12 +60,7 @@ class SendingChannel(_FileLike):
             data, text = bytes(message), 0
         else:
             raise TypeError("write() takes str or bytes, not %s" % type(message).__name__)
-        link = self._link
-        with link.lock:
-            if self._closed or link.closed:
-                self._check_writable()
-            if not (link.queue.ready and link.queue.add_burst(self.index, data, text, _monotonic())):
-                link.write(self.index, data, text)
+        self._link.write(self, data, text)
         return len(message)
 
     @property
