@@ -135,15 +135,7 @@ class ReceivingChannel(_FileLike):
 
     def read_one(self, block=None):
         """One message (str for text, bytes for binary), or '' if none came in time."""
-        link = self._link
-        with link.lock:
-            if self._inbox.messages or link.wait(self.index,
-                                                  self._default_block if block is None else block):
-                message, grant = self._inbox.pop()
-                if grant:
-                    link.grant(self.index, grant)
-                return message
-            return ""
+        return self._link.read(self.index, self._default_block if block is None else block)
 
     def read_last(self, block=None):
         """The newest message, dropping the older ones; '' if none came in time."""
@@ -186,15 +178,11 @@ class ReceivingChannel(_FileLike):
             link.stopped_reading(self.index)
 
     def __iter__(self):
-        link, inbox, index = self._link, self._inbox, self.index
-        lock, messages = link.lock, inbox.messages
+        read, index = self._link.read, self.index
         while True:
-            with lock:
-                if not (messages or link.wait(index, True)):
-                    return
-                message, grant = inbox.pop()
-                if grant:
-                    link.grant(index, grant)
+            message = read(index, True)
+            if not message:  # no message is empty: the end of the channel
+                return
             yield message
 
     def readable(self):

@@ -49,7 +49,7 @@ import time
 from . import interrupts
 from .channel import ReceivingChannel, SendingChannel
 from .errors import ChannelsError, ConnectionClosed, MessageTooLarge, ProtocolError
-from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, VERSION as _VERSION, CloseCode,
+from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, SMALL_PAYLOAD, VERSION as _VERSION, CloseCode,
                      Decoder, Flags, FrameType, decode_goaway, decode_u32, decode_u64,
                      encode_frame, encode_goaway, encode_ping, encode_window)
 from .establish import Establisher
@@ -66,6 +66,9 @@ _READABLE_STATES = frozenset((CONNECTED, UNRESPONSIVE))  # a caller may read the
 may_do_io = interrupts.may_do_io
 _section = interrupts.section
 _pack = HEADER.pack
+_unpack_from = HEADER.unpack_from
+_HEADER_SIZE = HEADER.size
+_SMALL_FRAME = HEADER.size + SMALL_PAYLOAD  # smaller received data is decoded in one step
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
@@ -676,6 +679,25 @@ class Channels:
             self._liveness.heard(now)
             self._set_state(CONNECTED)
         inboxes, limit = self._inboxes, self.max_message_size
+        if _HEADER_SIZE <= len(data) < _SMALL_FRAME and not self._decoder.partial:
+            # Exactly one small whole message, the common case of an exchange:
+            # the decoder's checks for it, spelled out.
+            version, ftype, flags, channel, length = _unpack_from(data)
+            if (ftype == _DATA and length == len(data) - _HEADER_SIZE and version == _VERSION
+                    and not flags & ~_TEXT and channel < NUM_CHANNELS and length):
+                try:
+                    grant = inboxes[channel].whole(data[_HEADER_SIZE:], flags, limit)
+                except ProtocolError as error:
+                    self._fail(error)
+                    return
+                if grant is True:
+                    if self._read_waiters[channel] or self._any_waiters:
+                        self._notify(channel)
+                else:
+                    self._received(channel, grant)
+                if not self._sending and (self._queue.control or self._queue.ready):
+                    self._kick()
+                return
         try:
             for ftype, flags, channel, payload in self._decoder.feed(data):
                 if ftype == _DATA and not flags & _MORE:
@@ -1091,6 +1113,23 @@ class Link:
                 c._send_or_wait(remaining)
         finally:
             c._leave_sending_to_io()
+
+    def read(self, index, block):
+        """The next message of channel index, or '' if none came per the
+        blocking mode (True, False or seconds): read_one() and iteration."""
+        c = self._c
+        inbox = c._inboxes[index]
+        with self.lock:
+            if inbox.messages or (block is not False and self.wait(index, block)):
+                message, size = inbox.messages.popleft()  # inbox.pop(), spelled out
+                if size:
+                    inbox.queued_bytes -= size
+                    if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
+                        grant = inbox.grant()
+                        if grant:
+                            c._grant(index, grant)
+                return message
+            return ""
 
     def wait(self, index, block):
         """Wait per the blocking mode (True, False or seconds) until channel
