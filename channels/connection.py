@@ -24,15 +24,17 @@ all under the one lock (each receiving channel has a condition on it):
     _foreground_since         a caller starting a read       the IO thread stays off the socket
                                                              for STEP_ASIDE_SECONDS after it,
                                                              unless threads wait for a hand-off
-    _sending                  a thread sending               nobody else sends (frame order)
+    _sending                  a thread sending queued        nobody else sends (frame order)
+                              frames, the lock released
     _foreground_sending       a writer waiting on a full     the IO thread does not poll for
                               socket itself                  writing
     _wake_pending             _wake_io(), until drained      a wake byte is on its way already
 
 - the *read role*: a thread blocked in a read with nothing queued reads the
   socket itself when nobody else does, so its message needs no hand-off;
-- the *send role*: write() sends at once when nobody else is sending, unless
-  writes come in a burst (less than COALESCE_SECONDS apart): then they are
+- the *send role*: write() of a small message sends it at once, holding the
+  lock (send() does not block), when nothing is queued and nobody else is
+  sending, unless writes come in a burst (less than COALESCE_SECONDS apart): then they are
   queued and the IO thread sends them together, so a stream of small messages
   costs few system calls. A thread about to block in a read sends what is
   queued first, and what a caller writes after its read returned a message
@@ -63,7 +65,6 @@ CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresp
 _DATA, _MORE, _TEXT = int(FrameType.DATA), Flags.MORE, Flags.TEXT  # plain ints, per frame
 _monotonic = time.monotonic
 _READABLE_STATES = frozenset((CONNECTED, UNRESPONSIVE))  # a caller may read the socket
-may_do_io = interrupts.may_do_io
 _section = interrupts.section
 _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from
@@ -610,19 +611,16 @@ class Channels:
                     # read: not part of a burst, so it goes out at once.
                     queue.last_write = 0.0
             finally:
-                self._end_foreground()
+                self._foreground = self._reading = False  # the read role ends
+                if self._io_stepped_aside and (self._handoff_waiters
+                                               or self._io_awaits_foreground_end):
+                    self._io_awaits_foreground_end = False
+                    self._wake_io()
                 section.depth -= 1
                 if interrupted and not section.depth:
                     section.pending = False  # one interrupt is on its way out already
         if section.pending and not section.depth:
             interrupts.raise_pending()
-
-    def _end_foreground(self):
-        """A caller's read of the socket ends (lock held, no interrupt possible)."""
-        self._foreground = self._reading = False
-        if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
-            self._io_awaits_foreground_end = False
-            self._wake_io()
 
     def _read_from_io_thread(self):
         """Read what the socket has; again while each receive fills the buffer
