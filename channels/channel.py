@@ -60,12 +60,7 @@ class SendingChannel(_FileLike):
             data, text = bytes(message), 0
         else:
             raise TypeError("write() takes str or bytes, not %s" % type(message).__name__)
-        link = self._link
-        with link.lock:
-            if self._closed or link.closed:
-                self._check_writable()
-            if not (link.queue.ready and link.queue.add_burst(self.index, data, text, _monotonic())):
-                link.write(self.index, data, text)
+        self._link.write(self, data, text)
         return len(message)
 
     @property
@@ -140,15 +135,7 @@ class ReceivingChannel(_FileLike):
 
     def read_one(self, block=None):
         """One message (str for text, bytes for binary), or '' if none came in time."""
-        link = self._link
-        with link.lock:
-            if self._inbox.messages or link.wait(self.index,
-                                                  self._default_block if block is None else block):
-                message, grant = self._inbox.pop()
-                if grant:
-                    link.grant(self.index, grant)
-                return message
-            return ""
+        return self._link.read(self.index, self._default_block if block is None else block)
 
     def read_last(self, block=None):
         """The newest message, dropping the older ones; '' if none came in time."""
@@ -191,15 +178,11 @@ class ReceivingChannel(_FileLike):
             link.stopped_reading(self.index)
 
     def __iter__(self):
-        link, inbox, index = self._link, self._inbox, self.index
-        lock, messages = link.lock, inbox.messages
+        read, index = self._link.read, self.index
         while True:
-            with lock:
-                if not (messages or link.wait(index, True)):
-                    return
-                message, grant = inbox.pop()
-                if grant:
-                    link.grant(index, grant)
+            message = read(index, True)
+            if not message:  # no message is empty: the end of the channel
+                return
             yield message
 
     def readable(self):

@@ -24,15 +24,17 @@ all under the one lock (each receiving channel has a condition on it):
     _foreground_since         a caller starting a read       the IO thread stays off the socket
                                                              for STEP_ASIDE_SECONDS after it,
                                                              unless threads wait for a hand-off
-    _sending                  a thread sending               nobody else sends (frame order)
+    _sending                  a thread sending queued        nobody else sends (frame order)
+                              frames, the lock released
     _foreground_sending       a writer waiting on a full     the IO thread does not poll for
                               socket itself                  writing
     _wake_pending             _wake_io(), until drained      a wake byte is on its way already
 
 - the *read role*: a thread blocked in a read with nothing queued reads the
   socket itself when nobody else does, so its message needs no hand-off;
-- the *send role*: write() sends at once when nobody else is sending, unless
-  writes come in a burst (less than COALESCE_SECONDS apart): then they are
+- the *send role*: write() of a small message sends it at once, holding the
+  lock (send() does not block), when nothing is queued and nobody else is
+  sending, unless writes come in a burst (less than COALESCE_SECONDS apart): then they are
   queued and the IO thread sends them together, so a stream of small messages
   costs few system calls. A thread about to block in a read sends what is
   queued first, and what a caller writes after its read returned a message
@@ -49,9 +51,9 @@ import time
 from . import interrupts
 from .channel import ReceivingChannel, SendingChannel
 from .errors import ChannelsError, ConnectionClosed, MessageTooLarge, ProtocolError
-from .frames import (NUM_CHANNELS, MAX_FRAGMENT, CloseCode, Decoder, Flags, FrameType,
-                     decode_goaway, decode_u32, decode_u64, encode_frame, encode_goaway,
-                     encode_ping, encode_window)
+from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, SMALL_PAYLOAD, VERSION as _VERSION, CloseCode,
+                     Decoder, Flags, FrameType, decode_goaway, decode_u32, decode_u64,
+                     encode_frame, encode_goaway, encode_ping, encode_window)
 from .establish import Establisher
 from .handshake import CONNECTOR, HOST, Handshake
 from .liveness import DEAD, Liveness
@@ -63,7 +65,11 @@ CONNECTING, CONNECTED, UNRESPONSIVE, CLOSED = "connecting", "connected", "unresp
 _DATA, _MORE, _TEXT = int(FrameType.DATA), Flags.MORE, Flags.TEXT  # plain ints, per frame
 _monotonic = time.monotonic
 _READABLE_STATES = frozenset((CONNECTED, UNRESPONSIVE))  # a caller may read the socket
-may_do_io = interrupts.may_do_io
+_section = interrupts.section
+_pack = HEADER.pack
+_unpack_from = HEADER.unpack_from
+_HEADER_SIZE = HEADER.size
+_SMALL_FRAME = HEADER.size + SMALL_PAYLOAD  # smaller received data is decoded in one step
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
@@ -341,8 +347,9 @@ class Channels:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
-                if self._can_read_here():
-                    self._read_in_foreground(remaining)
+                section = self._can_read_here()
+                if section is not None:
+                    self._read_in_foreground(remaining, section)
                 else:
                     self._any_waiters += 1
                     try:
@@ -544,24 +551,31 @@ class Channels:
     # -- reading ------------------------------------------------------------
 
     def _can_read_here(self):
-        """May the calling thread, waiting for a message, read the socket itself? (lock held)
-        (Link.wait spells it out.)"""
-        return (self._sock is not None and self._state in _READABLE_STATES
-                and not self._foreground and not self._reading and interrupts.may_do_io())
+        """May the calling thread, waiting for a message, read the socket itself?
+        (lock held) Its interrupts.section() if so, else None. (Link.wait spells it out.)"""
+        if (self._sock is not None and self._state in _READABLE_STATES
+                and not self._foreground and not self._reading):
+            return _section()
+        return None
 
-    def _read_in_foreground(self, timeout):
-        """Wait on the socket and read it, as the caller of a blocking read (lock held)."""
+    def _read_in_foreground(self, timeout, section):
+        """Wait on the socket and read it, as the caller of a blocking read (lock
+        held). section: the caller's interrupts.section()."""
         self._foreground = self._reading = True
         self._foreground_since = _monotonic()
-        if not self._sending and self._queue.has_queued():
+        queue = self._queue
+        if not self._sending and (queue.control or queue.ready or queue.waiting
+                                  or queue.unsent is not None):
             self._pump()  # what we wrote before waiting for the answer goes first
         waiter = self._waiter
         if waiter is None:
             waiter = self._waiter = ReadWaiter(self._sock, self._foreground_wake_r)
         lock = self._lock
-        locked = True
-        ended = False
         data = None
+        interrupted = True
+        section.depth += 1  # no KeyboardInterrupt until the lock is held again
+        deferring = True
+        lock.release()
         try:
             # Receive first, poll only when nothing is there, while that pays:
             # in an exchange the answer has often come already (always in one
@@ -570,48 +584,43 @@ class Channels:
             # core), each receive in vain costs a system call and an
             # exception: then poll first, and try receiving first again now
             # and then.
-            recv_first = self._recv_filled or self._recv_first >= 0
-            with interrupts.critical:  # an interrupt in here would skip the re-acquire
-                lock.release()
-                locked = False
-                if recv_first:
+            if self._recv_filled or self._recv_first >= 0:
+                data = self._recv()
+                self._recv_first = 0 if data is not None else -RECV_FIRST_RETRY
+            else:
+                self._recv_first += 1
+            if data is None:
+                section.depth -= 1  # the wait may be interrupted
+                deferring = False
+                if section.pending and not section.depth:
+                    interrupts.raise_pending()
+                ready = waiter.wait(timeout) and not waiter.woken
+                section.depth += 1
+                deferring = True
+                if ready:
                     data = self._recv()
-                    if data is not None:
-                        lock.acquire()
-                        locked = True
-                        self._absorb(data)
-                        # What this caller writes next most likely answers what it
-                        # read: not part of a burst, so it goes out at once.
-                        self._queue.last_write = 0.0
-                        self._recv_first = 0
-                        ended = True  # the finally's work, in this section
-                        self._end_foreground()
-                    else:
-                        self._recv_first = -RECV_FIRST_RETRY
-                else:
-                    self._recv_first += 1
-            if data is None and waiter.wait(timeout) and not waiter.woken:
-                with interrupts.critical:
-                    data = self._recv()
-                    lock.acquire()
-                    locked = True
-                    self._absorb(data)
-                    self._queue.last_write = 0.0
-                    ended = True
-                    self._end_foreground()
+            interrupted = False
         finally:
-            if not ended:
-                with interrupts.critical:  # the lock is held again, whatever interrupts
-                    if not locked:
-                        lock.acquire()
-                    self._end_foreground()
-
-    def _end_foreground(self):
-        """A caller's read of the socket ends (lock held, in a critical section)."""
-        self._foreground = self._reading = False
-        if self._io_stepped_aside and (self._handoff_waiters or self._io_awaits_foreground_end):
-            self._io_awaits_foreground_end = False
-            self._wake_io()
+            if not deferring:
+                section.depth += 1
+            lock.acquire()
+            try:
+                if data is not None:
+                    self._absorb(data)
+                    # What this caller writes next most likely answers what it
+                    # read: not part of a burst, so it goes out at once.
+                    queue.last_write = 0.0
+            finally:
+                self._foreground = self._reading = False  # the read role ends
+                if self._io_stepped_aside and (self._handoff_waiters
+                                               or self._io_awaits_foreground_end):
+                    self._io_awaits_foreground_end = False
+                    self._wake_io()
+                section.depth -= 1
+                if interrupted and not section.depth:
+                    section.pending = False  # one interrupt is on its way out already
+        if section.pending and not section.depth:
+            interrupts.raise_pending()
 
     def _read_from_io_thread(self):
         """Read what the socket has; again while each receive fills the buffer
@@ -668,6 +677,25 @@ class Channels:
             self._liveness.heard(now)
             self._set_state(CONNECTED)
         inboxes, limit = self._inboxes, self.max_message_size
+        if _HEADER_SIZE <= len(data) < _SMALL_FRAME and not self._decoder.partial:
+            # Exactly one small whole message, the common case of an exchange:
+            # the decoder's checks for it, spelled out.
+            version, ftype, flags, channel, length = _unpack_from(data)
+            if (ftype == _DATA and length == len(data) - _HEADER_SIZE and version == _VERSION
+                    and not flags & ~_TEXT and channel < NUM_CHANNELS and length):
+                try:
+                    grant = inboxes[channel].whole(data[_HEADER_SIZE:], flags, limit)
+                except ProtocolError as error:
+                    self._fail(error)
+                    return
+                if grant is True:
+                    if self._read_waiters[channel] or self._any_waiters:
+                        self._notify(channel)
+                else:
+                    self._received(channel, grant)
+                if not self._sending and (self._queue.control or self._queue.ready):
+                    self._kick()
+                return
         try:
             for ftype, flags, channel, payload in self._decoder.feed(data):
                 if ftype == _DATA and not flags & _MORE:
@@ -766,18 +794,7 @@ class Channels:
         queue = self._queue
         burst = now - queue.last_write < COALESCE_SECONDS
         queue.last_write = now
-        frame = None if data is None else queue.encode_now(channel, data, text)
-        if frame is not None:
-            # The common case: a small message with room, nothing queued before it
-            # (anything queued keeps messages in write order), encoded now.
-            if (not burst and not self._sending and not queue.ready and not queue.control
-                    and queue.unsent is None and self._sock is not None
-                    and interrupts.may_do_io()):
-                self._send_now(channel, frame)
-                return
-            queue.add_ready(channel, frame)
-        else:
-            queue.add(channel, data, text)
+        queue.add(channel, data, text)
         if self._sending:
             pass  # the sender takes it in its next batch
         elif not burst:
@@ -829,38 +846,6 @@ class Channels:
         """After _send_or_wait(): have the IO thread send what is left (lock held)."""
         if not self._sending and self._sendable():
             self._wake_io()
-
-    def _send_now(self, channel, frame, now=None):
-        """Send one frame at once, the connection being idle (lock held): the
-        latency path, so _send_released() is spelled out here. now: the time
-        of writing, if known (it is when the frame counts as sent)."""
-        self._sending = True
-        lock = self._lock
-        try:
-            with interrupts.critical:
-                lock.release()
-                try:
-                    sent = self._sock.send(frame)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as error:
-                    sent = error
-                finally:
-                    lock.acquire()
-                if sent.__class__ is not int:
-                    self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
-                    return
-                self._liveness.last_sent = now or _monotonic()
-                queue = self._queue
-                queue.add_direct(channel, frame, sent)
-                if queue.unsent is not None:  # the socket is full: the IO thread sends the rest
-                    self._wake_io()
-        finally:
-            self._sending = False
-            if self._send_waiters:
-                self._send_progress.notify_all()
-            if self._queue.has_queued():
-                self._wake_io()  # what other threads queued while we were sending
 
     def _kick(self):
         """Send queued frames now if this thread can, else have the IO thread do it (lock held).
@@ -1033,36 +1018,71 @@ class Link:
         """Raise ConnectionClosed if the connection has ended."""
         self._c._check_open()
 
-    def write(self, index, data, text):
-        """Queue a message (or send it at once), after waiting while the
-        channel has a window of unsent bytes (lock held)."""
+    def write(self, channel, data, text):
+        """Send one message of channel (a SendingChannel) at once, or queue it,
+        after waiting while the channel has a window of unsent bytes."""
         c = self._c
         queue = c._queue
+        index = channel.index
         size = len(data)
         now = _monotonic()
-        if (size <= MAX_FRAGMENT and now - queue.last_write >= COALESCE_SECONDS
-                and not c._sending and c._sock is not None and 0 < size <= queue.credit[index]
-                and size <= c._peer_max_message and not queue.has_queued()
-                and may_do_io()):
-            # The latency path: a small message, not in a burst, the connection idle.
-            queue.last_write = now
-            c._send_now(index, queue.encode_now(index, data, text), now)
-            return
-        if size > c._peer_max_message:
-            raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"
-                                  % (len(data), c._peer_max_message))
-        if not data:
-            return
-        # Bounded memory: past one window of unsent bytes, wait for the peer.
-        queued = c._queue.queued_bytes
-        if queued[index] >= c._window:
+        section = _section()  # None: this thread must leave socket IO to the IO thread
+        if section is not None:
+            lock = self.lock
+            section.depth += 1  # no KeyboardInterrupt while the lock is held without `with`
+            lock.acquire()
             try:
-                while queued[index] >= c._window:
-                    c._send_or_wait(1.0)
-                    c._check_open()
+                sock = c._sock
+                if (now - queue.last_write >= COALESCE_SECONDS and not c._sending
+                        and sock is not None and 0 < size <= queue.credit[index]
+                        and size <= MAX_FRAGMENT and size <= queue.max_message
+                        and not (queue.control or queue.ready or queue.waiting)
+                        and queue.unsent is None and not channel._closed and not self.closed):
+                    # The latency path: a small message, not in a burst, the
+                    # connection idle. Sent holding the lock: send() does not block.
+                    queue.credit[index] -= size  # queue.direct(), spelled out
+                    queue.written[index] = queue.taken[index] = queue.written[index] + 1
+                    queue.last_write = c._liveness.last_sent = now
+                    frame = _pack(_VERSION, _DATA, text, index, size) + data
+                    try:
+                        sent = sock.send(frame)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError as error:
+                        c._mark_closed(ConnectionClosed("the connection was lost: %s" % error))
+                        return
+                    if sent < len(frame):  # the socket is full: the IO thread sends the rest
+                        queue.direct_unsent(index, memoryview(frame)[sent:])
+                        c._wake_io()
+                    return
+                if (queue.ready and not channel._closed and not self.closed
+                        and queue.add_burst(index, data, text, now)):
+                    return  # behind other small messages: the IO thread sends them soon
             finally:
-                c._leave_sending_to_io()
-        c._enqueue(index, data, text)
+                lock.release()
+                section.depth -= 1
+                if section.pending and not section.depth:
+                    interrupts.raise_pending()
+        with self.lock:
+            if channel._closed or self.closed:
+                channel._check_writable()
+            if section is None and queue.ready and queue.add_burst(index, data, text, now):
+                return
+            if size > c._peer_max_message:
+                raise MessageTooLarge("a message of %d bytes is larger than the peer accepts (%d)"
+                                      % (size, c._peer_max_message))
+            if not data:
+                return
+            # Bounded memory: past one window of unsent bytes, wait for the peer.
+            queued = queue.queued_bytes
+            if queued[index] >= c._window:
+                try:
+                    while queued[index] >= c._window:
+                        c._send_or_wait(1.0)
+                        c._check_open()
+                finally:
+                    c._leave_sending_to_io()
+            c._enqueue(index, data, text)
 
     def end(self, index):
         """Queue the end of channel index (lock held)."""
@@ -1092,6 +1112,23 @@ class Link:
         finally:
             c._leave_sending_to_io()
 
+    def read(self, index, block):
+        """The next message of channel index, or '' if none came per the
+        blocking mode (True, False or seconds): read_one() and iteration."""
+        c = self._c
+        inbox = c._inboxes[index]
+        with self.lock:
+            if inbox.messages or (block is not False and self.wait(index, block)):
+                message, size = inbox.messages.popleft()  # inbox.pop(), spelled out
+                if size:
+                    inbox.queued_bytes -= size
+                    if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
+                        grant = inbox.grant()
+                        if grant:
+                            c._grant(index, grant)
+                return message
+            return ""
+
     def wait(self, index, block):
         """Wait per the blocking mode (True, False or seconds) until channel
         index has a message (lock held): False if none came."""
@@ -1109,14 +1146,16 @@ class Link:
             if remaining is not None and remaining <= 0:
                 return False
             if (c._sock is not None and not c._foreground and not c._reading
-                    and c._state in _READABLE_STATES and may_do_io()):  # c._can_read_here()
-                c._read_in_foreground(remaining)
-            else:
-                c._read_waiters[index] += 1
-                try:
-                    c._wait_for_peer(c._readable[index], remaining)
-                finally:
-                    c._read_waiters[index] -= 1
+                    and c._state in _READABLE_STATES):  # c._can_read_here(), spelled out
+                section = _section()
+                if section is not None:
+                    c._read_in_foreground(remaining, section)
+                    continue
+            c._read_waiters[index] += 1
+            try:
+                c._wait_for_peer(c._readable[index], remaining)
+            finally:
+                c._read_waiters[index] -= 1
         return True
 
     def grant(self, index, increment):

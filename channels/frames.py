@@ -133,13 +133,13 @@ class Decoder:
     """Turns received bytes into frames; feed it whatever recv() returned."""
 
     def __init__(self):
-        self._buffer = bytearray()
+        self.partial = bytearray()  # the start of a frame not received whole yet
         self._error = None
 
     @property
     def mid_frame(self):
         """True when part of a frame has been received but not all of it."""
-        return bool(self._buffer)
+        return bool(self.partial)
 
     def feed(self, data):
         """The complete frames in `data` and what came before; keeps the rest.
@@ -154,7 +154,7 @@ class Decoder:
         if self._error is not None:
             raise self._error
         size = len(data)
-        if not self._buffer and size >= HEADER_SIZE:
+        if not self.partial and size >= HEADER_SIZE:
             version, ftype, flags, channel, length = HEADER.unpack_from(data)
             if size == HEADER_SIZE + length and length < SMALL_PAYLOAD:
                 # Exactly one small frame: the common case of an exchange
@@ -165,7 +165,7 @@ class Decoder:
                     self._reject(version, ftype, flags, channel, length)
                 return [(ftype, flags, channel, bytes(data[HEADER_SIZE:]))]
         frames = []
-        if self._buffer:
+        if self.partial:
             data = self._finish_frame(memoryview(data), frames)
             if data is None:
                 return frames
@@ -192,7 +192,7 @@ class Decoder:
             frames.append((ftype, flags, channel, payload))
             pos = end
         if pos < size:
-            self._buffer = bytearray(data[pos:])
+            self.partial = bytearray(data[pos:])
         return frames
 
     def _finish_frame(self, view, frames):
@@ -202,7 +202,7 @@ class Decoder:
         view ends first (it is then all buffered). Only the bytes that frame
         needs are copied, so a large receive is not copied whole.
         """
-        buffer = self._buffer
+        buffer = self.partial
         if len(buffer) < HEADER_SIZE:
             take = HEADER_SIZE - len(buffer)
             buffer += view[:take]
@@ -215,7 +215,7 @@ class Decoder:
         buffer += view[:take]
         if len(buffer) < HEADER_SIZE + length:
             return None
-        self._buffer = bytearray()
+        self.partial = bytearray()
         payload = memoryview(buffer)[HEADER_SIZE:]  # the buffer is the decoder's no more
         frames.append((ftype, flags, channel, payload if length >= SMALL_PAYLOAD else bytes(payload)))
         return view[take:]
@@ -247,7 +247,7 @@ class Decoder:
 
     def _fail(self, message):
         self._error = ProtocolError(message)
-        self._buffer = bytearray()
+        self.partial = bytearray()
         raise self._error
 
 

@@ -169,6 +169,35 @@ class _Critical:
 critical = _Critical()
 
 
+class _Unused:
+    depth = 0
+    pending = False  # never set: the handler looks only at _State
+
+
+def section():
+    """may_do_io() and `critical` in one, for a hot path (`critical` costs two
+    calls, 0.4 us, per use): None when the calling thread must leave socket IO
+    to another (see may_do_io), else a counter to use as below: the main
+    thread's own (the handler defers while its depth is non-zero), or for
+    other threads one that nothing reads.
+
+        s.depth += 1
+        ...                    # no KeyboardInterrupt in here
+        s.depth -= 1
+        if s.pending and not s.depth:
+            interrupts.raise_pending()
+    """
+    if _get_ident() != _main_ident:
+        return _Unused
+    return _State if _signal.getsignal(_SIGINT) is _handler else None
+
+
+def raise_pending():
+    """End of a section(): raise the KeyboardInterrupt it held back."""
+    _State.pending = False
+    raise KeyboardInterrupt
+
+
 _CAN_BLOCK_SIGNALS = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
 
 

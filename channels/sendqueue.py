@@ -3,7 +3,7 @@ Pure: messages in, buffers of frames out; the caller does the IO.
 
 - Control frames (WINDOW, PING, PONG, GOAWAY...) go first.
 - A small message with credit, written while nothing larger waits, is encoded
-  at once (`encode_now`, then `add_ready` or sent directly by the caller).
+  at once (`add`, `add_burst`) or sent directly by the caller (`direct`).
 - Other messages wait per channel; batches take them in the order they were
   written, one fragment (MAX_FRAGMENT) per turn, so a large message on one
   channel lets the others pass.
@@ -50,7 +50,7 @@ class SendQueue:
         self.ready_bytes = 0
         self._ready_channels = {}               # channel -> its last message number in ready
         self._items = [deque() for _ in range(num_channels)]  # [data, text, offset, seq, number]
-        self._order = []                        # heap of (seq, channel) with items
+        self.waiting = []                       # heap of (seq, channel) with items
         self._seq = itertools.count()
         self.unsent = None                      # buffers of a batch not fully sent, or None
         self.batches_taken = 0
@@ -58,23 +58,13 @@ class SendQueue:
 
     # -- in -------------------------------------------------------------------
 
-    def encode_now(self, channel, data, text):
-        """The frame of a small message that may go out now, its credit taken;
-        None when it must wait (too large, no credit, or behind a waiting one)."""
-        size = len(data)
-        if size <= MAX_FRAGMENT and not self._order and self.credit[channel] >= size:
-            self.credit[channel] -= size
-            self.written[channel] += 1
-            return encode_data(channel, data, text)
-        return None
-
     def add_burst(self, channel, data, text, now):
         """Queue a small message behind the small ones already queued, if it
         may go in their batch: the short path of a burst of prints (nothing
         else is looked at). False when it may not. now: the time of writing."""
         size = len(data)
         if (self.ready and self.ready_bytes < self.burst_bytes and 0 < size <= self.credit[channel]
-                and size <= MAX_FRAGMENT and size <= self.max_message and not self._order):
+                and size <= MAX_FRAGMENT and size <= self.max_message and not self.waiting):
             # Credit is taken first: a KeyboardInterrupt between two of these
             # lines may waste credit, never overrun the peer's window.
             self.credit[channel] -= size
@@ -86,30 +76,38 @@ class SendQueue:
             return True
         return False
 
-    def add_ready(self, channel, frame):
-        """Queue a frame encode_now() gave."""
-        self.ready.append(frame)
-        self.ready_bytes += len(frame)
-        self._ready_channels[channel] = self.written[channel]
+    def direct(self, channel, size):
+        """A message of size bytes goes out directly, as a frame the caller
+        encodes (it must fit in one frame and the credit, with nothing queued):
+        it is taken now. (The connection spells this out on its latency path.)"""
+        self.credit[channel] -= size
+        self.written[channel] = self.taken[channel] = self.written[channel] + 1
 
-    def add_direct(self, channel, frame, sent):
-        """A frame encode_now() gave went out directly, `sent` bytes of it:
-        the rest (if any) is the batch that must go out next."""
-        self.taken[channel] = self.written[channel]
-        if sent < len(frame):
-            self.batches_taken += 1
-            self.last_batch[channel] = self.batches_taken
-            self.unsent = [memoryview(frame)[sent:]]
+    def direct_unsent(self, channel, rest):
+        """What the socket did not take of a direct frame: the next batch."""
+        self.batches_taken += 1
+        self.last_batch[channel] = self.batches_taken
+        self.unsent = [rest]
 
     def add(self, channel, data, text):
-        """Queue a message (data None: the end of the channel) to go out in turn."""
+        """Queue a message (data None: the end of the channel) to go out in turn:
+        a small one with credit, nothing waiting before it, is encoded now."""
+        if (data is not _END and len(data) <= MAX_FRAGMENT and not self.waiting
+                and self.credit[channel] >= len(data)):
+            self.credit[channel] -= len(data)
+            self.written[channel] = number = self.written[channel] + 1
+            frame = encode_data(channel, data, text)
+            self.ready.append(frame)
+            self.ready_bytes += len(frame)
+            self._ready_channels[channel] = number
+            return
         self.written[channel] += 1
         if data is not _END:
             self.queued_bytes[channel] += len(data)
         seq = next(self._seq)
         items = self._items[channel]
         if not items:
-            heapq.heappush(self._order, (seq, channel))
+            heapq.heappush(self.waiting, (seq, channel))
         items.append([data, text, 0, seq, self.written[channel]])
 
     def add_control(self, frame):
@@ -124,20 +122,20 @@ class SendQueue:
 
     def has_queued(self):
         """Anything at all waits (sendable or not)."""
-        return bool(self.control or self.ready or self._order or self.unsent is not None)
+        return bool(self.control or self.ready or self.waiting or self.unsent is not None)
 
     def sendable(self):
         """Could a send go out now?"""
         if self.control or self.ready or self.unsent is not None:
             return True
-        for _, channel in self._order:
+        for _, channel in self.waiting:
             if self.credit[channel] > 0 or self._items[channel][0][0] is _END:
                 return True
         return False
 
     def only_ready(self):
         """Only small encoded messages wait (what a burst may leave to grow)."""
-        return bool(self.ready) and not (self.control or self._order or self.unsent is not None)
+        return bool(self.ready) and not (self.control or self.waiting or self.unsent is not None)
 
     # -- out ------------------------------------------------------------------
 
@@ -177,7 +175,7 @@ class SendQueue:
             self._ready_channels.clear()
         size = sum(map(len, parts))
         skipped = []
-        order = self._order
+        order = self.waiting
         while order and size < limit:
             seq, channel = heapq.heappop(order)
             items = self._items[channel]

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from channels.errors import ProtocolError
-from channels.frames import (MAX_FRAGMENT, Decoder, Flags, FrameType, decode_u32,
+from channels.frames import (MAX_FRAGMENT, Decoder, Flags, FrameType, decode_u32, encode_data,
                              encode_message, encode_window)
 from channels.receiving import Inbox
 from channels.sendqueue import BATCH_BYTES, GATHER_BYTES, SendQueue
@@ -88,11 +88,7 @@ def write_all(queue, messages):
     for channel, message in messages:
         text = isinstance(message, str)
         data = message.encode("utf-8") if text else message
-        frame = queue.encode_now(channel, data, text)
-        if frame is not None:
-            queue.add_ready(channel, frame)
-        else:
-            queue.add(channel, data, text)
+        queue.add(channel, data, text)
 
 
 @pytest.mark.parametrize("piece", [None, 1, 7, 4096, 100000])
@@ -195,7 +191,7 @@ def test_add_burst_queues_small_messages_only_behind_other_small_ones():
     queue = queue_with_credit()
     queue.max_message = 2 ** 20
     assert not queue.add_burst(0, b"first", 0, now=1.0)  # nothing to join
-    queue.add_ready(0, queue.encode_now(0, b"first", False))
+    queue.add(0, b"first", False)
     assert queue.add_burst(0, b"second", Flags.TEXT, now=1.0)
     assert not queue.add_burst(0, b"x" * (MAX_FRAGMENT + 1), 0, now=1.0)
     queue.add(1, b"y" * (MAX_FRAGMENT + 1), False)
@@ -216,8 +212,9 @@ def test_large_payloads_are_handed_out_as_they_are():
 
 def test_a_partly_sent_direct_frame_is_the_next_batch():
     queue = queue_with_credit()
-    frame = queue.encode_now(2, b"hello", False)
-    queue.add_direct(2, frame, 3)
+    frame = encode_data(2, b"hello", False)
+    queue.direct(2, len(b"hello"))
+    queue.direct_unsent(2, memoryview(frame)[3:])
     assert bytes(queue.next_buffers()[0]) == frame[3:]
     assert queue.batches_sent < queue.last_batch[2]
     queue.sent(len(frame) - 3)
