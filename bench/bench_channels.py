@@ -33,12 +33,19 @@ LENGTH = struct.Struct(">I")
 
 # -- the peers (run in a child process) ------------------------------------------
 
+# One receive buffer per process, reused: recv(262144) allocates a fresh 256 KiB
+# object each call (an mmap and munmap), which cost the reference 20-29 us of
+# system CPU per side and message (a round trip 49.8 us against 15.5 us).
+_RECEIVED = bytearray(262144)
+_RECEIVED_VIEW = memoryview(_RECEIVED)
+
+
 def recv_exact(sock, buffer, size):
     while len(buffer) < size:
-        data = sock.recv(262144)
-        if not data:
+        count = sock.recv_into(_RECEIVED)
+        if not count:
             raise EOFError
-        buffer += data
+        buffer += _RECEIVED_VIEW[:count]
     message = bytes(buffer[:size])
     del buffer[:size]
     return message
