@@ -73,17 +73,20 @@ class Establisher:
                 sock.close()
 
     def _wait_for(self, sock, deadline, write=False):
-        """Wait until sock is ready (False on timeout); close() interrupts the wait."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        readable, writable = wait([self._wake] + ([] if write else [sock]),
-                                  [sock] if write else [], remaining)
-        if self._closed():
-            raise ConnectionClosed("closed locally")
-        if self._wake in readable:
-            self._on_wake()
-        return sock in (writable if write else readable)
+        """Wait until sock is ready (False on timeout); close() interrupts the wait.
+        Other wake-ups (a write queued before the peer is proven) do not end it."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            readable, writable = wait([self._wake] + ([] if write else [sock]),
+                                      [sock] if write else [], remaining)
+            if self._closed():
+                raise ConnectionClosed("closed locally")
+            if self._wake in readable:
+                self._on_wake()
+            if sock in (writable if write else readable):
+                return True
 
     def _send(self, sock, data, deadline):
         view = memoryview(data)

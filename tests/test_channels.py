@@ -614,3 +614,34 @@ def test_a_peer_that_resets_during_the_handshake_gives_an_authentication_error(m
     finally:
         thread.join(T)
         listener.close()
+
+
+def test_a_write_during_the_handshake_does_not_break_it(make):
+    # The write wakes the thread running the handshake: it must go on waiting.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]))
+    thread.start()
+    peer = socket.create_connection(("127.0.0.1", port), timeout=T)
+    thread.join(T)
+    listener.close()
+    host = make()
+    host.adopt(accepted[0], timeout=T)
+    handshake = Handshake(KEY, CONNECTOR, 2 ** 20, 2 ** 20)
+    hello = peer.recv(handshake.needed, socket.MSG_WAITALL)   # the host waits for ours now
+    host.get_sending_channel(0).write("queued before the peer is proven")
+    with host._lock:   # as a burst of writes, a read or close() may: wake the IO thread
+        host._wake_io()
+    peer.sendall(handshake.start() + handshake.feed(hello))
+    while not handshake.done:
+        reply = handshake.feed(peer.recv(handshake.needed))
+        if reply:
+            peer.sendall(reply)
+    assert host.wait_connected(T)
+    header = peer.recv(HEADER.size, socket.MSG_WAITALL)
+    text = b"queued before the peer is proven"
+    assert header[3] == 0 and peer.recv(len(text), socket.MSG_WAITALL) == text
+    peer.close()
