@@ -347,7 +347,8 @@ class Channels:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
-                section = self._can_read_here()
+                section = (_section() if self._sock is not None and not self._reading
+                           and self._state in _READABLE_STATES else None)
                 if section is not None:
                     self._read_in_foreground(remaining, section)
                 else:
@@ -468,7 +469,7 @@ class Channels:
                 # A caller that read lately most likely reads again soon: stay
                 # off the socket a while, unless threads wait for us to read.
                 aside_until = self._foreground_since + STEP_ASIDE_SECONDS
-                read = not (self._foreground or self._reading
+                read = not (self._reading
                             or (now < aside_until and not self._handoff_waiters))
                 self._io_stepped_aside = not read
                 write = not (self._sending or self._foreground_sending) and self._sendable()
@@ -550,17 +551,45 @@ class Channels:
 
     # -- reading ------------------------------------------------------------
 
-    def _can_read_here(self):
-        """May the calling thread, waiting for a message, read the socket itself?
-        (lock held) Its interrupts.section() if so, else None. (Link.wait spells it out.)"""
-        if (self._sock is not None and self._state in _READABLE_STATES
-                and not self._foreground and not self._reading):
-            return _section()
-        return None
+    def _await(self, index, block, take):
+        """Wait per the blocking mode (True, False or seconds) until channel
+        index has a message (lock held): True when it has, False if none came;
+        or, with take (its inbox), the message itself when this thread read it
+        off the socket (then it never was in the inbox)."""
+        inbox = self._inboxes[index]
+        if inbox.messages:
+            return True
+        if block is False or (block is not True and block <= 0):
+            return False
+        deadline = None if block is True else _monotonic() + block
+        remaining = None
+        while not inbox.messages:
+            if inbox.ended or inbox.dropping or self._state == CLOSED:
+                return False
+            if deadline is not None:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return False
+            if self._sock is not None and not self._reading and self._state in _READABLE_STATES:
+                section = _section()
+                if section is not None:
+                    message = self._read_in_foreground(remaining, section, take)
+                    if message is not None:
+                        return message
+                    continue
+            self._read_waiters[index] += 1
+            try:
+                self._wait_for_peer(self._readable[index], remaining)
+            finally:
+                self._read_waiters[index] -= 1
+        return True
 
-    def _read_in_foreground(self, timeout, section):
+    def _read_in_foreground(self, timeout, section, take=None):
         """Wait on the socket and read it, as the caller of a blocking read (lock
-        held). section: the caller's interrupts.section()."""
+        held). section: the caller's interrupts.section(). take: the inbox of
+        the channel read, or None: when the data is one small whole message for
+        it (the common case of an exchange), it is returned rather than queued
+        (the decoder's and the inbox's checks spelled out); else None."""
         self._foreground = self._reading = True
         self._foreground_since = _monotonic()
         queue = self._queue
@@ -571,7 +600,7 @@ class Channels:
         if waiter is None:
             waiter = self._waiter = ReadWaiter(self._sock, self._foreground_wake_r)
         lock = self._lock
-        data = None
+        data = message = None
         interrupted = True
         section.depth += 1  # no KeyboardInterrupt until the lock is held again
         deferring = True
@@ -606,10 +635,25 @@ class Channels:
             lock.acquire()
             try:
                 if data is not None:
-                    self._absorb(data)
                     # What this caller writes next most likely answers what it
                     # read: not part of a burst, so it goes out at once.
                     queue.last_write = 0.0
+                    if (take is not None and type(data) is memoryview
+                            and _HEADER_SIZE < len(data) < _SMALL_FRAME
+                            and not self._decoder.partial and not take.messages):
+                        version, ftype, flags, channel, size = _unpack_from(data)
+                        if (channel == take.index and ftype == _DATA and version == _VERSION
+                                and size == len(data) - _HEADER_SIZE and not flags & ~_TEXT
+                                and self._state == CONNECTED and take._parts is None
+                                and not take.ended and not take.dropping
+                                and size <= self.max_message_size
+                                and take.received + size <= take.granted):
+                            self._liveness.last_heard = _monotonic()
+                            take.received += size
+                            message = (str(data[_HEADER_SIZE:], "utf-8", "surrogateescape")
+                                       if flags else bytes(data[_HEADER_SIZE:]))
+                    if message is None:
+                        self._absorb(data)
             finally:
                 self._foreground = self._reading = False  # the read role ends
                 if self._io_stepped_aside and (self._handoff_waiters
@@ -619,15 +663,25 @@ class Channels:
                 section.depth -= 1
                 if interrupted and not section.depth:
                     section.pending = False  # one interrupt is on its way out already
+        if message is not None:
+            if section.pending and not section.depth:  # leave it for the next read
+                take.messages.append((message, size))
+                take.queued_bytes += size
+                message = None
+            elif take.queued_bytes + take.granted - take.received < take.window >> 1:
+                grant = take.grant()
+                if grant:
+                    self._grant(channel, grant)
         if section.pending and not section.depth:
             interrupts.raise_pending()
+        return message
 
     def _read_from_io_thread(self):
         """Read what the socket has; again while each receive fills the buffer
         (at most a few times, so timers and sending get their turn)."""
         for _ in range(8):
             with self._lock:
-                if self._reading or self._foreground or self._state == CLOSED:
+                if self._reading or self._state == CLOSED:
                     return
                 self._reading = True
             data = self._recv()
@@ -677,25 +731,6 @@ class Channels:
             self._liveness.heard(now)
             self._set_state(CONNECTED)
         inboxes, limit = self._inboxes, self.max_message_size
-        if _HEADER_SIZE <= len(data) < _SMALL_FRAME and not self._decoder.partial:
-            # Exactly one small whole message, the common case of an exchange:
-            # the decoder's checks for it, spelled out.
-            version, ftype, flags, channel, length = _unpack_from(data)
-            if (ftype == _DATA and length == len(data) - _HEADER_SIZE and version == _VERSION
-                    and not flags & ~_TEXT and channel < NUM_CHANNELS and length):
-                try:
-                    grant = inboxes[channel].whole(data[_HEADER_SIZE:], flags, limit)
-                except ProtocolError as error:
-                    self._fail(error)
-                    return
-                if grant is True:
-                    if self._read_waiters[channel] or self._any_waiters:
-                        self._notify(channel)
-                else:
-                    self._received(channel, grant)
-                if not self._sending and (self._queue.control or self._queue.ready):
-                    self._kick()
-                return
         try:
             for ftype, flags, channel, payload in self._decoder.feed(data):
                 if ftype == _DATA and not flags & _MORE:
@@ -1118,45 +1153,25 @@ class Link:
         c = self._c
         inbox = c._inboxes[index]
         with self.lock:
-            if inbox.messages or (block is not False and self.wait(index, block)):
-                message, size = inbox.messages.popleft()  # inbox.pop(), spelled out
-                if size:
-                    inbox.queued_bytes -= size
-                    if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
-                        grant = inbox.grant()
-                        if grant:
-                            c._grant(index, grant)
-                return message
-            return ""
+            if not inbox.messages:
+                if block is False:
+                    return ""
+                message = c._await(index, block, inbox)
+                if message is not True:
+                    return message or ""  # read off the socket for this caller, or none
+            message, size = inbox.messages.popleft()  # inbox.pop(), spelled out
+            if size:
+                inbox.queued_bytes -= size
+                if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
+                    grant = inbox.grant()
+                    if grant:
+                        c._grant(index, grant)
+            return message
 
     def wait(self, index, block):
         """Wait per the blocking mode (True, False or seconds) until channel
         index has a message (lock held): False if none came."""
-        c = self._c
-        inbox = c._inboxes[index]
-        if inbox.messages:
-            return True
-        if block is False or (block is not True and block <= 0):
-            return False
-        deadline = None if block is True else _monotonic() + block
-        while not inbox.messages:
-            if inbox.ended or inbox.dropping or c._state == CLOSED:
-                return False
-            remaining = None if deadline is None else deadline - _monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            if (c._sock is not None and not c._foreground and not c._reading
-                    and c._state in _READABLE_STATES):  # c._can_read_here(), spelled out
-                section = _section()
-                if section is not None:
-                    c._read_in_foreground(remaining, section)
-                    continue
-            c._read_waiters[index] += 1
-            try:
-                c._wait_for_peer(c._readable[index], remaining)
-            finally:
-                c._read_waiters[index] -= 1
-        return True
+        return self._c._await(index, block, None)
 
     def grant(self, index, increment):
         """Give the peer increment more bytes of room on channel index (lock held)."""
