@@ -118,11 +118,9 @@ HANDSHAKE_TIMEOUT = 5.0
 
 
 def _is_loopback(address):
-    if address in ("localhost", ""):
-        return address == "localhost"
     import ipaddress
     try:
-        return ipaddress.ip_address(address).is_loopback
+        return address == "localhost" or ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
 
@@ -474,7 +472,10 @@ class Channels:
                 self._io_stepped_aside = not read
                 write = not (self._sending or self._foreground_sending) and self._sendable()
                 timeout = self._timers()
-                if write and self._burst_goes_on():
+                if (write and self._queue.only_ready() and self._queue.ready_bytes < BURST_BYTES
+                        and not self._send_waiters and not self._handoff_waiters
+                        and now - self._queue.last_write < COALESCE_SECONDS):
+                    # queued small messages: the burst may grow a while yet
                     write, timeout = False, min(timeout, COALESCE_SECONDS)
                 self._io_awaits_foreground_end = self._foreground and now >= aside_until
                 if not read and not self._io_awaits_foreground_end:
@@ -491,12 +492,6 @@ class Channels:
                     if not self._sending and self._state != CLOSED:
                         self._pump()
             self._run_callbacks()
-
-    def _burst_goes_on(self):
-        """Should the IO thread leave queued small messages for the burst to grow? (lock held)"""
-        return (self._queue.only_ready() and self._queue.ready_bytes < BURST_BYTES
-                and not self._send_waiters and not self._handoff_waiters
-                and time.monotonic() - self._queue.last_write < COALESCE_SECONDS)
 
     def _timers(self):
         """Heartbeats, liveness and interrupts sent again (lock held); returns
@@ -529,21 +524,13 @@ class Channels:
         with self._lock:
             self._wake_pending = False
 
-    def _wake_foreground(self):
-        """Make a caller waiting on the socket look at its queue again (lock held)."""
-        if self._foreground and self._state != CLOSED:
-            try:
-                self._foreground_wake_w.send(b"\0")
-            except (BlockingIOError, InterruptedError, OSError):
-                pass
-
     def _wake_io(self):
         """Make the IO thread look at the state again (lock held)."""
         if self._wake_pending or self._state == CLOSED:
             return
         try:
             self._wake_w.send(b"\0")
-        except (BlockingIOError, InterruptedError, OSError):
+        except OSError:
             pass
         # Set after the byte is sent: a KeyboardInterrupt in between leaves a
         # spare wake-up, never a flag that stops every later one.
@@ -741,7 +728,7 @@ class Channels:
                         continue
                     self._received(channel, grant)
                 else:
-                    self._dispatch[ftype](self, flags, channel, payload)
+                    self._on_frame(ftype, flags, channel, payload)
                     if self._state == CLOSED:
                         return
         except ProtocolError as error:
@@ -772,54 +759,34 @@ class Channels:
         if not self._reading:
             self._kick()
 
-    def _on_data(self, flags, channel, payload):
-        self._received(channel, self._inboxes[channel].data(
-            payload, flags & _TEXT, flags & _MORE, self.max_message_size))
-
-    def _on_end(self, flags, channel, payload):
-        self._inboxes[channel].end()
-        self._readable[channel].notify_all()
-        if self._any_waiters:
-            self._any_ready.notify_all()
-
-    def _on_window(self, flags, channel, payload):
-        if self._queue.grant(channel, decode_u32(payload)) > 2 ** 32:
-            raise ProtocolError("the peer granted more than 4 GiB on channel %d" % channel)
-        if self._send_waiters:
-            self._send_progress.notify_all()
-
-    def _on_ping(self, flags, channel, payload):
-        self._queue.add_control(encode_ping(decode_u64(payload), pong=True))
-
-    def _on_pong(self, flags, channel, payload):
-        pass
-
-    def _on_interrupt(self, flags, channel, payload):
-        if callable(self._allow_interrupt):
-            self._allow_interrupt()
-        elif self._allow_interrupt:
-            interrupts.interrupt_main()
-            self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
-            self._interrupt_due = time.monotonic() + self._interrupt_delay
-            if threading.current_thread() is not self._io_thread:
-                self._wake_io()  # to wait no longer than the check
-
-    def _on_goaway(self, flags, channel, payload):
-        code, reason = decode_goaway(payload)
-        if code == CloseCode.NORMAL:
-            self._mark_closed(ConnectionClosed("the peer closed the connection (%s)" % reason))
-        else:
-            self._mark_closed(ConnectionClosed("the peer closed the connection: %s" % reason))
-
-    _dispatch = {
-        int(FrameType.DATA): _on_data,
-        int(FrameType.END): _on_end,
-        int(FrameType.WINDOW): _on_window,
-        int(FrameType.PING): _on_ping,
-        int(FrameType.PONG): _on_pong,
-        int(FrameType.INTERRUPT): _on_interrupt,
-        int(FrameType.GOAWAY): _on_goaway,
-    }
+    def _on_frame(self, ftype, flags, channel, payload):
+        """A frame other than a whole DATA message (lock held)."""
+        if ftype == FrameType.DATA:
+            self._received(channel, self._inboxes[channel].data(
+                payload, flags & _TEXT, flags & _MORE, self.max_message_size))
+        elif ftype == FrameType.END:
+            self._inboxes[channel].end()
+            self._notify(channel)
+        elif ftype == FrameType.WINDOW:
+            if self._queue.grant(channel, decode_u32(payload)) > 2 ** 32:
+                raise ProtocolError("the peer granted more than 4 GiB on channel %d" % channel)
+            if self._send_waiters:
+                self._send_progress.notify_all()
+        elif ftype == FrameType.PING:
+            self._queue.add_control(encode_ping(decode_u64(payload), pong=True))
+        elif ftype == FrameType.INTERRUPT:
+            if callable(self._allow_interrupt):
+                self._allow_interrupt()
+            elif self._allow_interrupt:
+                interrupts.interrupt_main()
+                self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
+                self._interrupt_due = time.monotonic() + self._interrupt_delay
+                if threading.current_thread() is not self._io_thread:
+                    self._wake_io()  # to wait no longer than the check
+        elif ftype == FrameType.GOAWAY:
+            code, reason = decode_goaway(payload)
+            self._mark_closed(ConnectionClosed("the peer closed the connection" + (
+                " (%s)" % reason if code == CloseCode.NORMAL else ": " + reason)))
 
     # -- sending ------------------------------------------------------------
 
@@ -917,8 +884,18 @@ class Channels:
                 if buffers is None:
                     break
                 with interrupts.critical:
-                    sent = self._send_released(buffers if len(buffers) > 1 else buffers[0])
-                    if sent is None:
+                    self._lock.release()
+                    try:
+                        sent = (self._sock.sendmsg(buffers) if len(buffers) > 1
+                                else self._sock.send(buffers[0]))
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError as error:
+                        sent = error
+                    finally:
+                        self._lock.acquire()
+                    if isinstance(sent, OSError):
+                        self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
                         break
                     if sent == 0:
                         if wake_when_full:
@@ -932,25 +909,6 @@ class Channels:
             self._sending = False
             if progress and self._send_waiters:
                 self._send_progress.notify_all()
-
-    def _send_released(self, data):
-        """One non-blocking send() of data (or sendmsg() of a list of buffers) with
-        the lock released (it is held on entry and on return; call it in a
-        critical section): the bytes sent, or None when the connection was lost
-        (it is then marked closed)."""
-        self._lock.release()
-        try:
-            sent = self._sock.sendmsg(data) if type(data) is list else self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as error:
-            sent = error
-        finally:
-            self._lock.acquire()
-        if isinstance(sent, OSError):
-            self._mark_closed(ConnectionClosed("the connection was lost: %s" % sent))
-            return None
-        return sent
 
     def _drain(self, deadline):
         """Wait until everything queued is handed to the OS (lock held); False on timeout."""
@@ -1181,7 +1139,11 @@ class Link:
         """A message was added to channel index's inbox here (lock held): wake its readers."""
         c = self._c
         c._notify(index)
-        c._wake_foreground()
+        if c._foreground and c._state != CLOSED:  # it waits on the socket: wake it
+            try:
+                c._foreground_wake_w.send(b"\0")
+            except OSError:
+                pass
 
     def stopped_reading(self, index):
         """Channel index was closed here (lock held): wake its readers."""
