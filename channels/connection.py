@@ -45,6 +45,7 @@ section (see interrupts), so a KeyboardInterrupt never leaves half a frame.
 """
 
 import socket
+import struct
 import threading
 import time
 
@@ -67,9 +68,13 @@ _monotonic = time.monotonic
 _READABLE_STATES = frozenset((CONNECTED, UNRESPONSIVE))  # a caller may read the socket
 _section = interrupts.section
 _pack = HEADER.pack
-_unpack_from = HEADER.unpack_from
 _HEADER_SIZE = HEADER.size
 _SMALL_FRAME = HEADER.size + SMALL_PAYLOAD  # smaller received data is decoded in one step
+# A header as two u32: version, type, flags and channel in the first (a read's
+# short path compares them in one step), then the length.
+_HEAD_SIZE = struct.Struct(">II")
+_DATA_HEAD = _VERSION << 24 | _DATA << 16 | Flags.TEXT << 8
+_TEXT_HEAD = Flags.TEXT << 8
 
 # Writes closer together than this are a burst and are coalesced (see above).
 COALESCE_SECONDS = 50e-6
@@ -538,38 +543,36 @@ class Channels:
 
     # -- reading ------------------------------------------------------------
 
-    def _await(self, index, block, take):
-        """Wait per the blocking mode (True, False or seconds) until channel
-        index has a message (lock held): True when it has, False if none came;
-        or, with take (its inbox), the message itself when this thread read it
-        off the socket (then it never was in the inbox)."""
-        inbox = self._inboxes[index]
-        if inbox.messages:
-            return True
-        if block is False or (block is not True and block <= 0):
-            return False
-        deadline = None if block is True else _monotonic() + block
-        remaining = None
-        while not inbox.messages:
-            if inbox.ended or inbox.dropping or self._state == CLOSED:
+    def _await(self, index, block, take=None):
+        """Wait per the blocking mode (True or seconds) until channel index,
+        which has no message yet, has one (lock held): True when it has, False
+        if none came; or, with take (its inbox), the message itself when this
+        thread read it off the socket (then it never was in the inbox)."""
+        remaining = deadline = None
+        if block is not True:
+            if block <= 0:
                 return False
+            remaining, deadline = block, _monotonic() + block
+        inbox = self._inboxes[index]
+        while not (inbox.ended or inbox.dropping or self._state == CLOSED):
+            if (self._sock is not None and not self._reading and self._state in _READABLE_STATES
+                    and (section := _section()) is not None):
+                message = self._read_in_foreground(remaining, section, take)
+                if message is not None:
+                    return message
+            else:
+                self._read_waiters[index] += 1
+                try:
+                    self._wait_for_peer(self._readable[index], remaining)
+                finally:
+                    self._read_waiters[index] -= 1
+            if inbox.messages:
+                return True
             if deadline is not None:
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     return False
-            if self._sock is not None and not self._reading and self._state in _READABLE_STATES:
-                section = _section()
-                if section is not None:
-                    message = self._read_in_foreground(remaining, section, take)
-                    if message is not None:
-                        return message
-                    continue
-            self._read_waiters[index] += 1
-            try:
-                self._wait_for_peer(self._readable[index], remaining)
-            finally:
-                self._read_waiters[index] -= 1
-        return True
+        return False
 
     def _read_in_foreground(self, timeout, section, take=None):
         """Wait on the socket and read it, as the caller of a blocking read (lock
@@ -627,10 +630,11 @@ class Channels:
                     queue.last_write = 0.0
                     if (take is not None and type(data) is memoryview
                             and _HEADER_SIZE < len(data) < _SMALL_FRAME
-                            and not self._decoder.partial and not take.messages):
-                        version, ftype, flags, channel, size = _unpack_from(data)
-                        if (channel == take.index and ftype == _DATA and version == _VERSION
-                                and size == len(data) - _HEADER_SIZE and not flags & ~_TEXT
+                            and not take.messages and not self._decoder.partial):
+                        head, size = _HEAD_SIZE.unpack_from(data)
+                        # version, DATA, no flag but TEXT, this channel; all of data:
+                        if (head | _TEXT_HEAD == _DATA_HEAD | take.index
+                                and size == len(data) - _HEADER_SIZE
                                 and self._state == CONNECTED and take._parts is None
                                 and not take.ended and not take.dropping
                                 and size <= self.max_message_size
@@ -638,7 +642,7 @@ class Channels:
                             self._liveness.last_heard = _monotonic()
                             take.received += size
                             message = (str(data[_HEADER_SIZE:], "utf-8", "surrogateescape")
-                                       if flags else bytes(data[_HEADER_SIZE:]))
+                                       if head & _TEXT_HEAD else bytes(data[_HEADER_SIZE:]))
                     if message is None:
                         self._absorb(data)
             finally:
@@ -658,7 +662,7 @@ class Channels:
             elif take.queued_bytes + take.granted - take.received < take.window >> 1:
                 grant = take.grant()
                 if grant:
-                    self._grant(channel, grant)
+                    self._grant(take.index, grant)
         if section.pending and not section.depth:
             interrupts.raise_pending()
         return message
@@ -1129,7 +1133,8 @@ class Link:
     def wait(self, index, block):
         """Wait per the blocking mode (True, False or seconds) until channel
         index has a message (lock held): False if none came."""
-        return self._c._await(index, block, None)
+        c = self._c
+        return bool(c._inboxes[index].messages) or (block is not False and c._await(index, block))
 
     def grant(self, index, increment):
         """Give the peer increment more bytes of room on channel index (lock held)."""
