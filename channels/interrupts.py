@@ -24,13 +24,23 @@ _main_ident = threading.main_thread().ident
 _SIGINT = int(signal.SIGINT)
 
 
-class _State:
-    depth = 0
-    pending = False
-    sent = 0      # signals interrupt_main() sent
-    answered = 0  # the value of sent when the handler last ran
-    resent = False  # send_again() since the handler last answered
-    deliverers = 0  # threads in deliver()
+class _Counters:
+    """The main thread's critical sections and interrupts (one instance: an
+    instance's attributes, as a class's would not, cost no type-cache flush
+    per change)."""
+
+    __slots__ = ("depth", "pending", "sent", "answered", "resent", "deliverers")
+
+    def __init__(self):
+        self.depth = 0
+        self.pending = False
+        self.sent = 0          # signals interrupt_main() sent
+        self.answered = 0      # the value of sent when the handler last ran
+        self.resent = False    # send_again() since the handler last answered
+        self.deliverers = 0    # threads in deliver()
+
+
+_State = _Counters()
 
 
 _answer = threading.Condition()  # notified when the handler runs, for deliver()
@@ -169,9 +179,7 @@ class _Critical:
 critical = _Critical()
 
 
-class _Unused:
-    depth = 0
-    pending = False  # never set: the handler looks only at _State
+_Unused = _Counters()  # for threads other than the main one: pending is never set
 
 
 def section():
