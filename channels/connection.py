@@ -133,6 +133,21 @@ def _is_loopback(address):
 class Channels:
     """One end of a connection. See the package docstring and README for the API."""
 
+    # Slots: more than 30 attributes in a __dict__ do not share keys, and each
+    # access is then a dictionary lookup (4.5 % of a small round trip's instructions).
+    __slots__ = (
+        "_allow_interrupt", "_any_ready", "_any_waiters", "_callbacks_due",
+        "_close_callbacks", "_close_reason", "_dead_timeout", "_decoder", "_establisher",
+        "_foreground", "_foreground_sending", "_foreground_since", "_foreground_wake_r",
+        "_foreground_wake_w", "_handoff_waiters", "_inboxes", "_interrupt_delay",
+        "_interrupt_due", "_interval", "_io_awaits_foreground_end", "_io_stepped_aside",
+        "_io_thread", "_key", "_link", "_listener", "_liveness", "_lock",
+        "_peer_max_message", "_port", "_queue", "_read_waiters", "_readable", "_reading",
+        "_receivers", "_recv_filled", "_recv_first", "_recv_view", "_send_progress",
+        "_send_waiters", "_senders", "_sending", "_sock", "_state", "_state_callbacks",
+        "_state_changed", "_waiter", "_wake_pending", "_wake_r", "_wake_w", "_window",
+        "last_rejected", "max_message_size", "__weakref__")
+
     def __init__(self, key=None, allow_interrupt=False, heartbeat_interval=1.0,
                  dead_timeout=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  window=DEFAULT_WINDOW):
