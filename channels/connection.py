@@ -122,6 +122,13 @@ INTERRUPT_AGAIN_MAX_SECONDS = 1.0
 HANDSHAKE_TIMEOUT = 5.0
 
 
+def _wake_pair():
+    pair = socket.socketpair()
+    for sock in pair:
+        sock.setblocking(False)
+    return pair
+
+
 def _is_loopback(address):
     import ipaddress
     try:
@@ -174,42 +181,28 @@ class Channels:
         self._any_waiters = 0
         self._send_progress = threading.Condition(self._lock)
         self._state = CONNECTING
-        self._close_reason = None
-        self._callbacks_due = []
-        self._close_callbacks = []
-        self._state_callbacks = []
-        self._port = None
-        self._sock = None
-        self._listener = None
-        self._io_thread = None
+        self._close_reason = self._port = self._sock = self._listener = self._io_thread = None
+        self._callbacks_due, self._close_callbacks, self._state_callbacks = [], [], []
         self._interrupt_due = None    # when to check that the main thread took the interrupt
         self._interrupt_delay = INTERRUPT_AGAIN_SECONDS
         self.last_rejected = None    # why the host dropped the last peer that failed the handshake
         self._waiter = None  # waits on the socket for the caller holding the read role
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_pending = False
+        self._wake_r, self._wake_w = _wake_pair()
         self._establisher = Establisher(self._wake_r, self._drain_wake,
                                         lambda: self._state == CLOSED)
         # Wakes a caller waiting on the socket for what did not come from it (inject()).
-        self._foreground_wake_r, self._foreground_wake_w = socket.socketpair()
-        self._foreground_wake_r.setblocking(False)
-        self._foreground_wake_w.setblocking(False)
+        self._foreground_wake_r, self._foreground_wake_w = _wake_pair()
 
         self._decoder = Decoder()
         self._recv_view = memoryview(bytearray(RECV_BYTES_FIRST))  # for the read role only
         self._recv_filled = False    # the last receive filled the buffer: more is likely
         self._recv_first = 0         # < 0: blocking reads poll first, for that many more
-        self._reading = False        # see the table above
-        self._foreground = False
-        self._io_stepped_aside = False
-        self._io_awaits_foreground_end = False
+        # The flags of the table above:
+        self._reading = self._foreground = self._sending = self._foreground_sending = False
+        self._io_stepped_aside = self._io_awaits_foreground_end = self._wake_pending = False
         self._foreground_since = 0.0
         self._handoff_waiters = 0    # threads waiting for the IO thread to read for them
         self._send_waiters = 0       # threads waiting on _send_progress
-        self._sending = False
-        self._foreground_sending = False
         self._queue = SendQueue(NUM_CHANNELS, gather=_GATHER, burst_bytes=BURST_BYTES)
         self._peer_max_message = max_message_size
 
@@ -932,15 +925,10 @@ class Channels:
     def _drain(self, deadline):
         """Wait until everything queued is handed to the OS (lock held); False on timeout."""
         while self._state != CLOSED and self._queue.has_queued():
-            if not self._sending and self._sendable() and interrupts.may_do_io():
-                self._pump()
-                continue
-            if not self._sendable() and not self._sending:
-                return False  # only channels without credit are left
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._wait_for_peer(self._send_progress, remaining)
+            if remaining <= 0 or not (self._sending or self._sendable()):
+                return False  # late, or only channels without credit are left
+            self._send_or_wait(remaining)
         return True
 
     # -- state and closing ----------------------------------------------------
