@@ -551,36 +551,49 @@ class Channels:
 
     # -- reading ------------------------------------------------------------
 
-    def _await(self, index, block, take=None):
-        """Wait per the blocking mode (True or seconds) until channel index,
-        which has no message yet, has one (lock held): True when it has, False
-        if none came; or, with take (its inbox), the message itself when this
-        thread read it off the socket (then it never was in the inbox)."""
-        remaining = deadline = None
-        if block is not True:
-            if block <= 0:
-                return False
-            remaining, deadline = block, _monotonic() + block
+    def _read(self, index, block, take=True):
+        """Wait per the blocking mode (True, False or seconds) until channel
+        index has a message, and take it: the message, or '' if none came
+        (Link.read). Not take: True when it has one, else False (Link.wait)."""
         inbox = self._inboxes[index]
-        while not (inbox.ended or inbox.dropping or self._state == CLOSED):
-            if (self._sock is not None and not self._reading and self._state in _READABLE_STATES
-                    and (section := _section()) is not None):
-                message = self._read_in_foreground(remaining, section, take)
-                if message is not None:
-                    return message
-            else:
-                self._read_waiters[index] += 1
-                try:
-                    self._wait_for_peer(self._readable[index], remaining)
-                finally:
-                    self._read_waiters[index] -= 1
-            if inbox.messages:
-                return True
-            if deadline is not None:
-                remaining = deadline - _monotonic()
-                if remaining <= 0:
-                    return False
-        return False
+        messages = inbox.messages
+        with self._lock:
+            if not messages and block is not False and (block is True or block > 0):
+                remaining = deadline = None
+                if block is not True:
+                    remaining, deadline = block, _monotonic() + block
+                while not (inbox.ended or inbox.dropping or self._state == CLOSED):
+                    if (self._sock is not None and not self._reading
+                            and self._state in _READABLE_STATES
+                            and (section := _section()) is not None):
+                        message = self._read_in_foreground(remaining, section,
+                                                           inbox if take else None)
+                        if message is not None:
+                            return message  # read off the socket for this caller
+                    else:
+                        self._read_waiters[index] += 1
+                        try:
+                            self._wait_for_peer(self._readable[index], remaining)
+                        finally:
+                            self._read_waiters[index] -= 1
+                    if messages:
+                        break
+                    if deadline is not None:
+                        remaining = deadline - _monotonic()
+                        if remaining <= 0:
+                            break
+            if not take:
+                return bool(messages)
+            if not messages:
+                return ""
+            message, size = messages.popleft()  # inbox.pop(), spelled out
+            if size:
+                inbox.queued_bytes -= size
+                if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
+                    grant = inbox.grant()
+                    if grant:
+                        self._grant(index, grant)
+            return message
 
     def _read_in_foreground(self, timeout, section, take=None):
         """Wait on the socket and read it, as the caller of a blocking read (lock
@@ -1013,6 +1026,9 @@ class Link:
         self.lock = connection._lock
         self.queue = connection._queue   # SendQueue: write()'s short path is its add_burst()
         self.closed = False              # the connection has ended
+        # read(index, block): the next message of channel index, or '' if none
+        # came per the blocking mode (True, False or seconds): read_one() and iteration.
+        self.read = connection._read
 
     def check_open(self):
         """Raise ConnectionClosed if the connection has ended."""
@@ -1112,32 +1128,10 @@ class Link:
         finally:
             c._leave_sending_to_io()
 
-    def read(self, index, block):
-        """The next message of channel index, or '' if none came per the
-        blocking mode (True, False or seconds): read_one() and iteration."""
-        c = self._c
-        inbox = c._inboxes[index]
-        with self.lock:
-            if not inbox.messages:
-                if block is False:
-                    return ""
-                message = c._await(index, block, inbox)
-                if message is not True:
-                    return message or ""  # read off the socket for this caller, or none
-            message, size = inbox.messages.popleft()  # inbox.pop(), spelled out
-            if size:
-                inbox.queued_bytes -= size
-                if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
-                    grant = inbox.grant()
-                    if grant:
-                        c._grant(index, grant)
-            return message
-
     def wait(self, index, block):
         """Wait per the blocking mode (True, False or seconds) until channel
         index has a message (lock held): False if none came."""
-        c = self._c
-        return bool(c._inboxes[index].messages) or (block is not False and c._await(index, block))
+        return self._c._read(index, block, False)
 
     def grant(self, index, increment):
         """Give the peer increment more bytes of room on channel index (lock held)."""
