@@ -31,7 +31,8 @@ all under the one lock (each receiving channel has a condition on it):
     _wake_pending             _wake_io(), until drained      a wake byte is on its way already
 
 - the *read role*: a thread blocked in a read with nothing queued reads the
-  socket itself when nobody else does, so its message needs no hand-off;
+  socket itself when nobody else does, so its message needs no hand-off (one
+  small whole message for its channel goes straight to it, not via the inbox);
 - the *send role*: write() of a small message sends it at once, holding the
   lock (send() does not block), when nothing is queued and nobody else is
   sending, unless writes come in a burst (less than COALESCE_SECONDS apart): then they are
@@ -614,7 +615,6 @@ class Channels:
         data = message = None
         interrupted = True
         section.depth += 1  # no KeyboardInterrupt until the lock is held again
-        deferring = True
         lock.release()
         try:
             # Receive first, poll only when nothing is there, while that pays:
@@ -631,18 +631,16 @@ class Channels:
                 self._recv_first += 1
             if data is None:
                 section.depth -= 1  # the wait may be interrupted
-                deferring = False
-                if section.pending and not section.depth:
-                    interrupts.raise_pending()
-                ready = waiter.wait(timeout) and not waiter.woken
-                section.depth += 1
-                deferring = True
+                try:
+                    if section.pending and not section.depth:
+                        interrupts.raise_pending()
+                    ready = waiter.wait(timeout) and not waiter.woken
+                finally:
+                    section.depth += 1
                 if ready:
                     data = self._recv()
             interrupted = False
         finally:
-            if not deferring:
-                section.depth += 1
             lock.acquire()
             try:
                 if data is not None:
