@@ -504,7 +504,9 @@ class Channels:
             if sock in writable:
                 with self._lock:
                     if not self._sending and self._state != CLOSED:
-                        self._pump()
+                        # At most KICK_BYTES, then a turn of the loop: a writer that
+                        # never stops must not keep this thread from reading.
+                        self._pump(limit=KICK_BYTES)
             self._run_callbacks()
 
     def _timers(self):
