@@ -589,7 +589,13 @@ class Channels:
                 return bool(messages)
             if not messages:
                 return ""
-            message, size = messages.popleft()  # inbox.pop(), spelled out
+            message, size = item = messages[0]  # inbox.pop(), spelled out
+            try:
+                messages.popleft()
+            except KeyboardInterrupt:  # raised after the pop (a signal that came as the
+                if not messages or messages[0] is not item:  # lock was taken): not lost
+                    messages.appendleft(item)
+                raise
             if size:
                 inbox.queued_bytes -= size
                 if inbox.queued_bytes + inbox.granted - inbox.received < inbox.window >> 1:
