@@ -488,7 +488,7 @@ class Channels:
                 timeout = self._timers()
                 if (write and self._queue.only_ready() and self._queue.ready_bytes < BURST_BYTES
                         and not self._send_waiters and not self._handoff_waiters
-                        and now - self._queue.last_write < COALESCE_SECONDS):
+                        and _monotonic() - self._queue.last_write < COALESCE_SECONDS):
                     # queued small messages: the burst may grow a while yet
                     write, timeout = False, min(timeout, COALESCE_SECONDS)
                 self._io_awaits_foreground_end = self._foreground and now >= aside_until
