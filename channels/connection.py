@@ -685,6 +685,7 @@ class Channels:
             if section.pending and not section.depth:  # leave it for the next read
                 take.messages.append((message, size))
                 take.queued_bytes += size
+                self._notify(take.index)
                 message = None
             elif take.queued_bytes + take.granted - take.received < take.window >> 1:
                 grant = take.grant()
