@@ -521,16 +521,14 @@ class Channels:
             return 0
         if state != self._state:
             self._set_state(state)
-        if self._interrupt_due is not None:
-            if not interrupts.unanswered():
-                self._interrupt_due = None
-            else:
-                if now >= self._interrupt_due:
-                    interrupts.send_again()
-                    self._interrupt_delay = min(2 * self._interrupt_delay,
-                                                INTERRUPT_AGAIN_MAX_SECONDS)
-                    self._interrupt_due = now + self._interrupt_delay
-                due = min(due, self._interrupt_due)
+        if self._interrupt_due is not None and not interrupts.unanswered():
+            self._interrupt_due = None
+        elif self._interrupt_due is not None:
+            if now >= self._interrupt_due:
+                interrupts.send_again()
+                self._interrupt_delay = min(2 * self._interrupt_delay, INTERRUPT_AGAIN_MAX_SECONDS)
+                self._interrupt_due = now + self._interrupt_delay
+            due = min(due, self._interrupt_due)
         return max(0.0, due - now)
 
     def _drain_wake(self):
