@@ -429,3 +429,49 @@ def test_a_non_loopback_address_without_tls_is_refused(tmp_path, python):
         assert "tls" in hub.line["error"].lower() and hub.wait() == 2
     finally:
         hub.close()
+
+
+def _tls_module():
+    try:
+        from channels import tls
+    except ImportError:
+        return None
+    return tls
+
+
+@pytest.mark.skipif(_tls_module() is None, reason="channels.tls is not there yet")
+def test_tls_on_a_loopback_address_other_than_127_0_0_1(hubs, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+    from channels import Channels
+    tls = _tls_module()
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.2", "-addext", "subjectAltName=IP:127.0.0.2",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    hub = hubs(listen=("127.0.0.2", 0), tls=(str(cert), str(key)))
+    assert hub.info["tls"] is True and hub.info["address"] == "127.0.0.2"
+    context = ssl.create_default_context(cafile=str(cert))
+    relay = tls.connect_tls("127.0.0.2", hub.info["port"], context, 10.0)
+    channels = Channels(key=bytes.fromhex(hub.info["key"]))
+    try:
+        channels.adopt(relay.plain, role="connector")
+        assert channels.wait_connected(10.0)
+        session = channels.get_receiving_channel(FromKernel.SESSION)
+        import json
+        assert json.loads(session.read_one(TIMEOUT))["type"] == "welcome"
+        plain = socket.create_connection(("127.0.0.2", hub.info["port"]), timeout=10)
+        plain.sendall(b"CHNL" + bytes(46))   # no TLS: nothing comes back but the end
+        plain.settimeout(TIMEOUT)
+        try:
+            assert plain.recv(4096)[:4] != b"CHNL"
+        except ConnectionResetError:
+            pass
+        plain.close()
+    finally:
+        channels.close(2.0)
+        relay.close()
