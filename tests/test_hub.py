@@ -321,6 +321,7 @@ def test_terminate_interrupts_a_busy_kernel_first(hubs):
 def test_the_kernel_dies_and_every_client_is_told(hubs):
     hub = hubs()
     a, b = hub.peer(), hub.peer()
+    b.session_message(lambda m: m["type"] == "welcome")
     a.execute("import os; os.write(2, b'dying words\\n'); os._exit(3)")
     for peer in (a, b):
         assert peer.status(lambda s: s.get("status") == "exit")["exit_code"] == 3

@@ -109,16 +109,22 @@ class Client:
     def run(self):
         interrupts.block_in_this_thread()
         attached = False
+        counted = True   # among the hub's handshakes in progress
         try:
             if not self._connect():
                 return
             self.sender.start()
-            attached = self.hub.attach(self)
+            counted = False
+            attached = self.hub.attach(self)   # no longer a handshake, now a client
             if attached:
                 self._serve()
+            else:
+                self.channels.close(0.5, reason=self.hub.end_reason or "the hub is ending")
         except Exception:   # a bug: this client ends, the others go on
             self.hub.debug_exception("client %s" % self.number)
         finally:
+            if counted:
+                self.hub.handshake_done()
             self.channels.close(0.1)
             with self.lock:
                 self.ended = True
@@ -147,8 +153,6 @@ class Client:
             except OSError:
                 pass
             return False
-        finally:
-            self.hub.handshake_done()
         return self.channels.wait_connected(self.hub.handshake_seconds + 1.0)
 
     def _serve(self):

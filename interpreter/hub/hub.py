@@ -12,9 +12,7 @@ end (see `run`), and ends the kernel and every client itself.
 
 import os
 import selectors
-import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -164,7 +162,9 @@ class Hub:
         self.kernel.pause_output(False)
 
     def attach(self, client):
+        """A client proved its key: it gets a number and everything from now on."""
         with self.lock:
+            self.handshakes -= 1
             if self.ending:
                 return False
             self.numbers += 1
@@ -191,8 +191,10 @@ class Hub:
         self._notify()
 
     def handshake_done(self):
+        """A connection failed its handshake (or the hub ends)."""
         with self.lock:
             self.handshakes -= 1
+        self._notify()
 
     def from_client(self, client, channel, message):
         with self.lock:
@@ -288,6 +290,8 @@ class Hub:
         if self.acceptor is not None:
             self.acceptor.stop()
         kernel = self.kernel
+        if kernel is None:   # stopped before the kernel was started
+            return reason
         if self.terminate_requested and not kernel.exited.is_set():
             with self.lock:
                 idle = self.router.idle()
