@@ -1075,7 +1075,7 @@ class _HubSession(_Session):
         self.closed = True
         self.channels.close(1.0, reason="detached")
         with self.cond:
-            if not self.tracker.detached:
+            if not self.tracker.dead:
                 self.tracker.detach()
             self.cond.notify_all()
         self._close_transport()
