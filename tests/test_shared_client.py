@@ -316,3 +316,73 @@ def wait_for(predicate, timeout=T):
         event.wait(step)
         deadline -= step
     return True
+
+
+def test_connect_over_tls_on_another_loopback_address(tmp_path):
+    """A connection file that says TLS: the client wraps its connection (a certificate
+    made here for IP:127.0.0.2; the context given verifies it), then the usual wire."""
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+
+    from channels.tls import accept_tls, server_context
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate with")
+    address = "127.0.0.2"
+    listener = socket.socket()
+    try:
+        listener.bind((address, 0))
+    except OSError as error:
+        listener.close()
+        pytest.skip("cannot bind %s: %s" % (address, error))
+    certfile, keyfile = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=hub-test", "-addext", "subjectAltName=IP:%s" % address,
+                    "-keyout", keyfile, "-out", certfile], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=60)
+    listener.listen(1)
+    listener.settimeout(T)
+    hub = Channels(key=KEY)
+    relays = []
+
+    def serve():
+        sock, _ = listener.accept()
+        relay = accept_tls(sock, server_context(certfile, keyfile), T)
+        relays.append(relay)
+        hub.adopt(relay.plain, role="host", timeout=T)
+        # (Writing before the handshake is done would wake the handshake's wait,
+        # which channels/establish.py takes for a timeout.)
+        if hub.wait_connected(T):
+            FakeHub.welcome(fake)
+        sock, _ = listener.accept()      # the client that will refuse the certificate
+        try:
+            relays.append(accept_tls(sock, server_context(certfile, keyfile), T))
+        except OSError:
+            pass
+
+    fake = FakeHub.__new__(FakeHub)
+    fake.peer = hub
+    info = connfile.make_info(address, listener.getsockname()[1], 1, KEY, READONLY_KEY, True,
+                              KERNEL_PID, sys.executable, False, str(tmp_path),
+                              hub_pid=os.getpid())
+    path = connfile.write(info, str(tmp_path))
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    k = None
+    try:
+        k = Kernel.connect(path, tls=ssl.create_default_context(cafile=certfile), timeout=T)
+        assert k.status == "ready" and k.pid == KERNEL_PID
+        ident = k.execute("1")
+        assert fake.request()["id"] == ident
+        with pytest.raises(KernelError, match="certificate was not accepted"):
+            Kernel.connect(path, timeout=T)   # the system CAs do not know this certificate
+    finally:
+        thread.join(T)
+        if k is not None:
+            k.detach()
+        hub.close(timeout=1)
+        for relay in relays:
+            relay.close()
+        listener.close()
