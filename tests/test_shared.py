@@ -122,11 +122,11 @@ def test_two_clients_see_each_others_print_and_c_output(kernels, python):
     k = kernels.spawn(python=python)
     other = kernels.connect(k.connection_file)
     assert other.pid == k.pid and other.status == "ready"
-    r = k.run("import os; print('print of k'); os.write(1, b'C output of k\\n')", timeout=T)
+    r = k.run("import os; print('print of k'); n = os.write(1, b'C output of k\\n')", timeout=T)
     assert r.error is None and "print of k" in r.stdout and "C output of k" in r.stdout
     seen = collect(other, ["print of k\n", "C output of k\n"])
     assert "print of k\n" in seen and "C output of k\n" in seen
-    r = other.run("import os; print('print of other'); os.write(2, b'C err of other\\n')",
+    r = other.run("import os; print('print of other'); n = os.write(2, b'C err of other\\n')",
                   timeout=T)
     assert r.stdout == "print of other\n" and r.stderr == "C err of other\n"
     seen = collect(k, ["print of other\n", "C err of other\n"])
