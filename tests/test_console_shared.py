@@ -38,6 +38,15 @@ def run_console(argv, text=""):
     return thread, result, stdout, stderr
 
 
+def attached(hub, argv, text):
+    """run_console, once the console is connected to the fake hub: a write during the
+    handshake would wake the handshake's wait, which channels/establish.py takes for
+    its timeout (the peer then sees a broken handshake)."""
+    started = run_console(argv, text)
+    assert hub.peer.wait_connected(T)
+    return started
+
+
 def test_list_shows_the_live_shared_kernels(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     out = io.StringIO()
@@ -77,7 +86,7 @@ def test_attach_to_a_missing_file_fails_with_a_message(tmp_path):
 
 def test_attached_console_prints_others_output_and_leaves_at_the_end(hub):
     hub.welcome(status={"status": "busy", "count": 3, "id": None, "peer": 2})
-    thread, result, stdout, stderr = run_console(["--attach", hub.path], "x = 1\n")
+    thread, result, stdout, stderr = attached(hub, ["--attach", hub.path], "x = 1\n")
     hub.send(FromKernel.ORDER, "0")
     hub.send(FromKernel.STDOUT, "the peer's output\n")
     hub.send(FromKernel.PROCESS_STDERR, "C of the peer\n")
@@ -98,7 +107,7 @@ def test_attached_console_prints_others_output_and_leaves_at_the_end(hub):
 
 def test_attached_console_waits_out_another_clients_input_prompt(hub):
     hub.welcome(status={"status": "input", "prompt": "Name? ", "password": False, "peer": 2})
-    thread, result, stdout, stderr = run_console(["--attach", hub.path], "y = 2\n")
+    thread, result, stdout, stderr = attached(hub, ["--attach", hub.path], "y = 2\n")
     hub.status(status="busy", count=1, id=None, peer=2)       # the peer answered
     hub.status(status="ready", prompt=">>> ", count=1, id=None, error=None, peer=2)
     # Only now (at a ready) does the console send its line.
@@ -111,8 +120,8 @@ def test_attached_console_waits_out_another_clients_input_prompt(hub):
 
 def test_read_only_console(hub):
     hub.use(hub.ro).welcome(readonly=True)
-    thread, result, stdout, stderr = run_console(["--attach", hub.path, "--readonly", "-i"],
-                                                 "x = 1\n")
+    thread, result, stdout, stderr = attached(hub, ["--attach", hub.path, "--readonly", "-i"],
+                                              "x = 1\n")
     assert hub.receive(ToKernel.STDIN) == "x = 1\n"
     hub.send(FromKernel.SESSION, {"type": "refused", "request": "stdin",
                                   "reason": "a read-only client cannot type"})

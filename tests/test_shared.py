@@ -239,6 +239,21 @@ def test_interrupt_from_an_attached_client(kernels):
 
 
 @needs_hub
+def test_a_kernel_stuck_in_c_shows_unresponsive_and_a_new_client_learns_it_at_once(kernels):
+    k = kernels.spawn()
+    # One C loop that neither releases the GIL nor runs Python signal handlers.
+    k.execute("sum(range(10 ** 13))")
+    assert wait_until(lambda: k.connection_state == "unresponsive")
+    other = kernels.connect(k.connection_file, timeout=5)
+    assert other.connection_state == "unresponsive"
+    assert other.status == "busy" and other.status_peer is not None
+    pids = [k.pid, hub_pid(k)]
+    k.kill()
+    assert wait_until(lambda: not any(alive(pid) for pid in pids))
+    assert other.wait_status(["dead"], T) == "dead"
+
+
+@needs_hub
 def test_connection_file_is_private(kernels):
     k = kernels.spawn()
     path = k.connection_file
