@@ -28,13 +28,16 @@ class Pump:
 
     At most one thread reads at a time; it hands each message to handle()
     with cond held and wakes the others, who check their condition and take
-    over the reading when it returns.
+    over the reading when it returns. prepare(message), if given, is called
+    first, without cond (it may wait: a shared kernel's status waits for the
+    process output it counts).
     """
 
-    def __init__(self, channel, handle, cond):
+    def __init__(self, channel, handle, cond, prepare=None):
         self.channel = channel
         self.handle = handle
         self.cond = cond
+        self.prepare = prepare
         self.reading = False
 
     def wait(self, predicate, deadline):
@@ -55,6 +58,8 @@ class Pump:
             message = ""
             try:
                 message = self.channel.read_one(True if remaining is None else remaining)
+                if message and self.prepare is not None:
+                    self.prepare(message)
             finally:
                 with cond:
                     self.reading = False
@@ -75,6 +80,8 @@ class Pump:
                 message = self.channel.read_one(False)
                 if not message:
                     return
+                if self.prepare is not None:
+                    self.prepare(message)
                 with self.cond:
                     self.handle(message)
         finally:
