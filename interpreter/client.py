@@ -108,6 +108,7 @@ class Kernel:
         self._timeout = timeout
         self._session = None
         self._lock = threading.Lock()   # serialises restart/close
+        self._on_peer_input = None
 
     @classmethod
     def spawn(cls, python=None, cwd=None, env=None, argv=None, gui=None, startup=None,
@@ -161,9 +162,25 @@ class Kernel:
                                              tls, timeout)
         return kernel
 
+    @property
+    def on_peer_input(self):
+        """Shared kernels: None, or a function called as function(message) with what
+        another client sends to run, when it goes to the kernel: the hub's SESSION
+        message {"type": "input", "peer": N, "kind": "line" or "execute", "text": ...,
+        "prompt" (a line) or "filename" and "lineno" (a block)}. It is called from the
+        client's session thread (keep it short); it stays set across restart()."""
+        return self._on_peer_input
+
+    @on_peer_input.setter
+    def on_peer_input(self, function):
+        self._on_peer_input = function
+        if self._session is not None:
+            self._session.on_peer_input = function
+
     def _start(self):
         if self._shared:
             self._session = _HubSession.spawn(self._settings, self._timeout)
+            self._session.on_peer_input = self._on_peer_input
         else:
             self._session = _Session.start(self._settings, self._timeout)
 
@@ -412,6 +429,8 @@ class Kernel:
 
 class _Session:
     """One kernel process, its connection and its status."""
+
+    on_peer_input = None   # shared kernels only (see Kernel.on_peer_input)
 
     # Shared kernels set these (see _HubSession).
     connection_file = None
@@ -969,6 +988,14 @@ class _HubSession(_Session):
             elif kind == "refused":
                 self.refusals.append(message)
             self.cond.notify_all()
+        if kind == "input":
+            handler = self.on_peer_input
+            if handler is not None:
+                try:
+                    handler(message)
+                except Exception:   # the editor's bug: report it, keep reading
+                    import traceback
+                    traceback.print_exc()
         if kind == "refused" and message.get("request") == "stdin":
             # No ready will answer that line: the tracker counts it answered.
             self.status_channel.inject(protocol.encode({"status": REFUSED, "id": None}))

@@ -89,6 +89,12 @@ class Console:
         # python.el's native completion (see _emacs_completions).
         self.emacs_native_completion = (self.use_readline and "comint" in
                                         os.environ.get("INSIDE_EMACS", "").split(","))
+        # Output that comes while the user types a line (another client's, a
+        # thread's) goes above it, and the prompt and the line are drawn again.
+        self.redraw = self.use_readline and _smart_terminal()
+        self._prompt_shown = ""
+        if self.leave_at_end:
+            kernel.on_peer_input = self._show_peer_input
 
     # -- the one funnel for output ---------------------------------------------
 
@@ -196,6 +202,7 @@ class Console:
                 return "\n".join(lines)
             return self._ahead.pop(0)
         self._reading_line = True
+        self._prompt_shown = prompt
         try:
             if self.use_readline and not plain:
                 try:
@@ -312,7 +319,42 @@ class Console:
             elif message:
                 if isinstance(message, bytes):
                     message = message.decode("utf-8", "replace")
-                self.write(message, streams[name])
+                if self.redraw and self._reading_line and message.endswith("\n"):
+                    self._write_above_line(message, streams[name])
+                else:
+                    self.write(message, streams[name])
+
+    def _write_above_line(self, text, stream):
+        """Write whole lines of output above the line being typed, then draw the
+        prompt and what is typed so far again."""
+        import readline
+        with self._write_lock:
+            self.stdout.write("\r\x1b[K")
+            self.stdout.flush()
+            stream.write(text)
+            stream.flush()
+            self.stdout.write(self._prompt_shown + readline.get_line_buffer())
+            self.stdout.flush()
+
+    def _show_peer_input(self, message):
+        """What another client runs (the hub's SESSION "input"), in the output
+        stream where it runs: "[client 2] >>> x + 1"."""
+        tag = "[client %s] " % message.get("peer")
+        text = message.get("text")
+        if not isinstance(text, str):
+            return
+        if message.get("kind") == "execute" and message.get("filename"):
+            lineno = message.get("lineno") or 1
+            last = lineno + max(0, text.rstrip("\n").count("\n"))
+            shown = "%sruns %s, line%s %s\n" % (
+                tag, message["filename"], "s" if last > lineno else "",
+                lineno if last == lineno else "%s-%s" % (lineno, last))
+        else:
+            prompt = message.get("prompt") if message.get("kind") == "line" else None
+            lines = text.rstrip("\n").split("\n")
+            shown = "".join("%s%s%s\n" % (tag, (prompt or ">>> ") if i == 0 else "... ", line)
+                            for i, line in enumerate(lines))
+        self.kernel.output.inject("stdout", shown)
 
     def _on_prompt_interrupt(self, status, prompt):
         """Ctrl-C while reading a line: discard it; input() gets its KeyboardInterrupt."""

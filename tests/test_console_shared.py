@@ -105,6 +105,28 @@ def test_attached_console_prints_others_output_and_leaves_at_the_end(hub):
     assert "detached" in str(hub.full.close_reason)       # it left; nothing ended
 
 
+def test_attached_console_shows_what_another_client_runs(hub):
+    hub.welcome(status={"status": "ready", "prompt": ">>> ", "count": 3, "id": None,
+                        "error": None})
+    thread, result, stdout, stderr = attached(hub, ["--attach", hub.path], "x = 1\n")
+    assert hub.receive(ToKernel.STDIN) == "x = 1\n"
+    hub.send(FromKernel.SESSION, {"type": "input", "peer": 2, "kind": "line",
+                                  "text": "for i in range(2):\n", "prompt": ">>> "})
+    hub.send(FromKernel.SESSION, {"type": "input", "peer": 2, "kind": "execute",
+                                  "text": "a = 1\nb = 2\n", "filename": None, "lineno": 1})
+    hub.send(FromKernel.SESSION, {"type": "input", "peer": 3, "kind": "execute",
+                                  "text": "c = 1\nd = 2\n", "filename": "/src/m.py",
+                                  "lineno": 7})
+    assert wait_until(lambda: "[client 3]" in stdout.getvalue(), T)
+    hub.status(status="busy", count=4, id=None)
+    hub.status(status="ready", prompt=">>> ", count=4, id=None, error=None)
+    thread.join(T)
+    assert not thread.is_alive() and result["code"] == 0
+    assert stdout.getvalue() == ("[client 2] >>> for i in range(2):\n"
+                                 "[client 2] >>> a = 1\n[client 2] ... b = 2\n"
+                                 "[client 3] runs /src/m.py, lines 7-8\n")
+
+
 def test_attached_console_waits_out_another_clients_input_prompt(hub):
     hub.welcome(status={"status": "input", "prompt": "Name? ", "password": False, "peer": 2})
     thread, result, stdout, stderr = attached(hub, ["--attach", hub.path], "y = 2\n")
@@ -169,6 +191,7 @@ def test_shared_console_and_an_attached_one():
         assert path in listed.stdout
         out, err = first.communicate("", timeout=T)   # its end of input: it leaves, the last
         assert first.returncode == 0 and "42\n" in out
+        assert "[client 2] >>> print(shared_value)\n42\n" in out   # what the other ran
         assert wait_until(lambda: not any(alive(pid) for pid in pids), T)
         assert not os.path.exists(path)
     finally:

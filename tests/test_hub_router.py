@@ -446,3 +446,32 @@ def test_exit_status_is_relayed_or_made(router):
     other.attach(1)
     other.from_kernel(STATUS, status("exit", exit_code=0))
     assert other.exit_status(0) == []
+
+
+# -- what the others see run ----------------------------------------------------------------
+
+def test_the_other_clients_are_shown_each_line_and_block_that_runs(router):
+    r = two(router)
+    r.attach(3, readonly=True)
+    actions = r.from_client(1, STDIN, "x = 1")
+    echo = {"type": "input", "peer": 1, "kind": "line", "text": "x = 1", "prompt": ">>> "}
+    assert to_client(actions, 2, HUB_SESSION) == [echo]
+    assert to_client(actions, 3, HUB_SESSION) == [echo]
+    assert to_client(actions, 1, HUB_SESSION) == []
+    r.from_kernel(STATUS, busy())
+    r.from_kernel(STATUS, ready())
+    actions = r.from_client(2, CONTROL, j({"type": "execute", "id": 5, "source": "y = 2\n",
+                                           "filename": "/a.py", "lineno": 3}))
+    assert to_client(actions, 1, HUB_SESSION) == [
+        {"type": "input", "peer": 2, "kind": "execute", "text": "y = 2\n", "filename": "/a.py",
+         "lineno": 3}]
+
+
+def test_a_line_that_may_answer_input_is_not_shown(router):
+    # Typed ahead while a run goes: input() (or getpass) may take it.
+    r = two(router)
+    r.from_client(1, CONTROL, execute(1, "input()"))
+    r.from_kernel(STATUS, busy(1))
+    assert to_client(r.from_client(1, STDIN, "secret"), 2, HUB_SESSION) == []
+    r.from_kernel(STATUS, status("input", prompt="", password=True))
+    assert to_client(r.from_client(1, STDIN, "secret"), 2, HUB_SESSION) == []

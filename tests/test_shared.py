@@ -134,6 +134,24 @@ def test_two_clients_see_each_others_print_and_c_output(kernels, python):
 
 
 @needs_hub
+def test_the_others_are_shown_what_a_client_runs(kernels):
+    import queue
+    k = kernels.spawn()
+    other = kernels.connect(k.connection_file)
+    shown = queue.Queue()
+    other.on_peer_input = shown.put
+    k.send_line("x = 6 * 7")
+    assert k.wait_ready(T)
+    message = shown.get(timeout=T)
+    assert (message["kind"], message["text"], message["prompt"]) == ("line", "x = 6 * 7\n", ">>> ")
+    k.run("y = x", filename="/tmp/a.py", lineno=4, timeout=T)
+    message = shown.get(timeout=T)
+    assert (message["kind"], message["text"], message["filename"], message["lineno"]) == (
+        "execute", "y = x", "/tmp/a.py", 4)
+    assert isinstance(message["peer"], int)
+
+
+@needs_hub
 def test_input_goes_to_the_client_that_asked(kernels):
     k = kernels.spawn()
     other = kernels.connect(k.connection_file)

@@ -222,7 +222,8 @@ class Router:
         return self.status is not None and self.status.get("status") in PROMPT_STATUSES
 
     def _forward(self, client, channel, message):
-        """An input goes to the kernel: count the readies it is owed."""
+        """An input goes to the kernel: count the readies it is owed, and show the
+        other clients what runs (see _echo)."""
         maybe_answer = bool(self.pending) or not self.idle()
         if channel == ToKernel.STDIN:
             if not isinstance(message, str):
@@ -230,7 +231,9 @@ class Router:
                 return [(KERNEL, channel, message)]
             for _ in range(_lines(message)):
                 self.pending.append(_Input(client, None, maybe_answer))
-            return [(KERNEL, channel, message)]
+            echo = [] if maybe_answer else self._echo(client, {
+                "kind": "line", "text": message, "prompt": (self.status or {}).get("prompt")})
+            return echo + [(KERNEL, channel, message)]
         request = _decode_object(message)
         if request is None or not _usable_id(request.get("id")):
             # The kernel refuses it with id null: a ready with id null answers it.
@@ -240,7 +243,19 @@ class Router:
         self.control_ids[hub_id] = (client, request.get("id"))
         request["id"] = hub_id
         self.pending.append(_Input(client, hub_id))
-        return [(KERNEL, channel, protocol.encode(request))]
+        echo = []
+        if request.get("type") == protocol.EXECUTE and isinstance(request.get("source"), str):
+            echo = self._echo(client, {"kind": "execute", "text": request["source"],
+                                       "filename": request.get("filename"),
+                                       "lineno": request.get("lineno", 1)})
+        return echo + [(KERNEL, channel, protocol.encode(request))]
+
+    def _echo(self, client, fields):
+        """SESSION {"type": "input", "peer": client, ...} to every other client: what
+        one client sends to run, as it goes to the kernel (a line the kernel may
+        take as an answer to input() is not shown: it may be a password)."""
+        text = protocol.encode(dict({"type": "input", "peer": client}, **fields))
+        return [(other, FromKernel.SESSION, text) for other in self.clients if other != client]
 
     def _introspect(self, client, message):
         request = _decode_object(message)
