@@ -152,6 +152,21 @@ def test_the_others_are_shown_what_a_client_runs(kernels):
 
 
 @needs_hub
+def test_c_code_writing_more_than_a_pipe_holds_while_keeping_the_gil(kernels):
+    # libc's write() through ctypes.PyDLL keeps the GIL: a reader of the pipe inside
+    # the kernel process could never run, and the write would never end.
+    k = kernels.spawn()
+    other = kernels.connect(k.connection_file)
+    size = 1024 * 1024
+    r = k.run("import ctypes\nb = b'c' * %d + b'\\n'\n"
+              "n = ctypes.PyDLL(None).write(1, b, len(b))\nprint(n)" % size, timeout=T)
+    assert r.error is None and r.stdout.endswith("%d\n" % (size + 1))
+    assert r.stdout.count("c") == size
+    seen = collect(other, ["%d\n" % (size + 1)])
+    assert seen.count("c") == size
+
+
+@needs_hub
 def test_input_goes_to_the_client_that_asked(kernels):
     k = kernels.spawn()
     other = kernels.connect(k.connection_file)
