@@ -165,10 +165,11 @@ class Kernel:
     @property
     def on_peer_input(self):
         """Shared kernels: None, or a function called as function(message) with what
-        another client sends to run, when it goes to the kernel: the hub's SESSION
-        message {"type": "input", "peer": N, "kind": "line" or "execute", "text": ...,
-        "prompt" (a line) or "filename" and "lineno" (a block)}. It is called from the
-        client's session thread (keep it short); it stays set across restart()."""
+        another client sends to run (the hub's PEER_INPUT message: {"peer": N, "kind":
+        "line" or "execute", "text": ..., "prompt" (a line) or "filename" and "lineno"
+        (a block)}), by the thread reading the output, in the output's order: a str it
+        returns goes into the output (k.output, k.stdout) where that input ran. It
+        stays set across restart()."""
         return self._on_peer_input
 
     @on_peer_input.setter
@@ -852,6 +853,14 @@ class _HubSession(_Session):
     restart it), else None.
     """
 
+    @property
+    def on_peer_input(self):
+        return self.store.on_peer_input
+
+    @on_peer_input.setter
+    def on_peer_input(self, function):
+        self.store.on_peer_input = function
+
     def __init__(self, path, info, key, readonly, tls, timeout, hub=None):
         deadline = time.monotonic() + timeout
         channels = Channels(key=key)
@@ -861,7 +870,8 @@ class _HubSession(_Session):
             channels.get_receiving_channel(FromKernel.ORDER),
             channels.get_receiving_channel(FromKernel.STDOUT),
             channels.get_receiving_channel(FromKernel.STDERR),
-            dict(zip(STREAMS, self.process_channels)), channels.wait_any)
+            dict(zip(STREAMS, self.process_channels)), channels.wait_any,
+            channels.get_receiving_channel(FromKernel.PEER_INPUT))
         self._setup(channels, store)
         self.tracker = StatusTracker(shared=True)
         self.connection_file = path
@@ -988,14 +998,6 @@ class _HubSession(_Session):
             elif kind == "refused":
                 self.refusals.append(message)
             self.cond.notify_all()
-        if kind == "input":
-            handler = self.on_peer_input
-            if handler is not None:
-                try:
-                    handler(message)
-                except Exception:   # the editor's bug: report it, keep reading
-                    import traceback
-                    traceback.print_exc()
         if kind == "refused" and message.get("request") == "stdin":
             # No ready will answer that line: the tracker counts it answered.
             self.status_channel.inject(protocol.encode({"status": REFUSED, "id": None}))

@@ -171,8 +171,9 @@ class Console:
                     line = self.read_line(prompt if status == protocol.READY else "",
                                           plain=password)
                 except KeyboardInterrupt:
+                    unfinished = bool(self._statement)
                     self._ahead, self._statement = [], []
-                    self._on_prompt_interrupt(status, prompt)
+                    self._on_prompt_interrupt(status, unfinished)
                     continue
             finally:
                 if restore_echo is not None:
@@ -337,8 +338,8 @@ class Console:
             self.stdout.flush()
 
     def _show_peer_input(self, message):
-        """What another client runs (the hub's SESSION "input"), in the output
-        stream where it runs: "[client 2] >>> x + 1"."""
+        """What another client runs (the hub's PEER_INPUT), shown in the output
+        where it runs: "[client 2] >>> x + 1"."""
         tag = "[client %s] " % message.get("peer")
         text = message.get("text")
         if not isinstance(text, str):
@@ -354,15 +355,26 @@ class Console:
             lines = text.rstrip("\n").split("\n")
             shown = "".join("%s%s%s\n" % (tag, (prompt or ">>> ") if i == 0 else "... ", line)
                             for i, line in enumerate(lines))
-        self.kernel.output.inject("stdout", shown)
+        return shown
 
-    def _on_prompt_interrupt(self, status, prompt):
-        """Ctrl-C while reading a line: discard it; input() gets its KeyboardInterrupt."""
-        self.write("\n")
+    def _on_prompt_interrupt(self, status, unfinished):
+        """Ctrl-C while reading a line: discard it, as the REPL does.
+
+        At ps1 with nothing typed the REPL says KeyboardInterrupt on a line of
+        its own, and there is nothing for the kernel to do (another client's code
+        that may run by now is not ours to stop). At ps2 the kernel drops the lines
+        it holds and says it; in input() the user's code gets the interrupt (the
+        REPL starts its traceback right after input()'s prompt; here readline,
+        which did not draw that prompt, may wipe that line: it goes on the next).
+        """
+        if status != protocol.READY:
+            self.write("\n")
         if status == protocol.DEBUG:
             return
-        # At ps2 the kernel drops the lines it holds (and says KeyboardInterrupt),
-        # at ps1 it does nothing, in input() the user's code gets the interrupt.
+        if status == protocol.READY and not unfinished:
+            self.write("\n")
+            self.write("KeyboardInterrupt\n", self.stderr)
+            return
         serial = self.kernel.status_serial
         self.kernel.interrupt()
         self.kernel.wait_status_after(serial, _SYNC_TIMEOUT)

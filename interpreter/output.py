@@ -23,6 +23,7 @@ Threads: none. A reader that finds nothing in the store reads the channels
 itself; the others wait on the store's condition meanwhile.
 """
 
+import json
 import threading
 import time
 from collections import deque
@@ -213,14 +214,21 @@ class SharedOutputStore(OutputStore):
     are local items (number None), in the order they are read.
     """
 
-    def __init__(self, order, stdout, stderr, process, wait_any):
+    def __init__(self, order, stdout, stderr, process, wait_any, peer_input=None):
         super().__init__(order, stdout, stderr)
         self.process = process
         self.wait_any = wait_any
         self.process_counts = {"stdout": 0, "stderr": 0}   # their messages taken
+        # PEER_INPUT: what other clients run, taken like the process output (so
+        # before the output of that run) and shown as on_peer_input says.
+        self.peer_input = peer_input
+        self.on_peer_input = None
 
     def _take_process(self):
         """Move one message of the process channels into the store; False if none is here."""
+        channel = self.peer_input
+        while channel is not None and channel.pending:
+            self._peer_input(channel.read_one(False))
         for name, channel in self.process.items():
             if channel.pending:
                 text = channel.read_one(False)
@@ -234,11 +242,29 @@ class SharedOutputStore(OutputStore):
                     return True
         return False
 
+    def _peer_input(self, text):
+        handler = self.on_peer_input
+        if handler is None or not text:
+            return
+        try:
+            message = json.loads(text)
+            shown = handler(message) if isinstance(message, dict) else None
+        except Exception:   # bad JSON, or the editor's handler failed: report, go on
+            import traceback
+            traceback.print_exc()
+            return
+        if isinstance(shown, str) and shown:
+            with self.cond:
+                self.items.append(("stdout", shown, None))
+                self.size += len(shown)
+
     def _pull(self, block, only_process=False):
         if self._take_process():
             return True
         if block is not False:
             waited = list(self.process.values())
+            if self.peer_input is not None:
+                waited.append(self.peer_input)
             if not only_process:
                 primary = self.awaited() if self.marks else self.order
                 if primary is not None:

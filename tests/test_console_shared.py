@@ -110,11 +110,11 @@ def test_attached_console_shows_what_another_client_runs(hub):
                         "error": None})
     thread, result, stdout, stderr = attached(hub, ["--attach", hub.path], "x = 1\n")
     assert hub.receive(ToKernel.STDIN) == "x = 1\n"
-    hub.send(FromKernel.SESSION, {"type": "input", "peer": 2, "kind": "line",
+    hub.send(FromKernel.PEER_INPUT, {"peer": 2, "kind": "line",
                                   "text": "for i in range(2):\n", "prompt": ">>> "})
-    hub.send(FromKernel.SESSION, {"type": "input", "peer": 2, "kind": "execute",
+    hub.send(FromKernel.PEER_INPUT, {"peer": 2, "kind": "execute",
                                   "text": "a = 1\nb = 2\n", "filename": None, "lineno": 1})
-    hub.send(FromKernel.SESSION, {"type": "input", "peer": 3, "kind": "execute",
+    hub.send(FromKernel.PEER_INPUT, {"peer": 3, "kind": "execute",
                                   "text": "c = 1\nd = 2\n", "filename": "/src/m.py",
                                   "lineno": 7})
     assert wait_until(lambda: "[client 3]" in stdout.getvalue(), T)

@@ -12,6 +12,7 @@ STDIN, CONTROL, INTROSPECT, SESSION = (ToKernel.STDIN, ToKernel.CONTROL, ToKerne
 STDOUT, STDERR, STATUS, REPLY, ORDER = (FromKernel.STDOUT, FromKernel.STDERR, FromKernel.STATUS,
                                         FromKernel.INTROSPECT, FromKernel.ORDER)
 P_OUT, P_ERR, HUB_SESSION = FromKernel.PROCESS_STDOUT, FromKernel.PROCESS_STDERR, FromKernel.SESSION
+PEER_INPUT = FromKernel.PEER_INPUT
 
 
 def j(message):
@@ -43,7 +44,8 @@ def to_kernel(actions):
 
 def to_client(actions, client, channel=None):
     out = [(c, m) for t, c, m in actions if t == client and (channel is None or c == channel)]
-    return [json.loads(m) if c in (STATUS, REPLY, HUB_SESSION) else m for c, m in out] \
+    return [json.loads(m) if c in (STATUS, REPLY, HUB_SESSION, PEER_INPUT) else m
+            for c, m in out] \
         if channel is not None else out
 
 
@@ -454,17 +456,16 @@ def test_the_other_clients_are_shown_each_line_and_block_that_runs(router):
     r = two(router)
     r.attach(3, readonly=True)
     actions = r.from_client(1, STDIN, "x = 1")
-    echo = {"type": "input", "peer": 1, "kind": "line", "text": "x = 1", "prompt": ">>> "}
-    assert to_client(actions, 2, HUB_SESSION) == [echo]
-    assert to_client(actions, 3, HUB_SESSION) == [echo]
-    assert to_client(actions, 1, HUB_SESSION) == []
+    echo = {"peer": 1, "kind": "line", "text": "x = 1", "prompt": ">>> "}
+    assert to_client(actions, 2, PEER_INPUT) == [echo]
+    assert to_client(actions, 3, PEER_INPUT) == [echo]
+    assert to_client(actions, 1, PEER_INPUT) == []
     r.from_kernel(STATUS, busy())
     r.from_kernel(STATUS, ready())
     actions = r.from_client(2, CONTROL, j({"type": "execute", "id": 5, "source": "y = 2\n",
                                            "filename": "/a.py", "lineno": 3}))
-    assert to_client(actions, 1, HUB_SESSION) == [
-        {"type": "input", "peer": 2, "kind": "execute", "text": "y = 2\n", "filename": "/a.py",
-         "lineno": 3}]
+    assert to_client(actions, 1, PEER_INPUT) == [
+        {"peer": 2, "kind": "execute", "text": "y = 2\n", "filename": "/a.py", "lineno": 3}]
 
 
 def test_a_line_that_may_answer_input_is_not_shown(router):
@@ -472,6 +473,6 @@ def test_a_line_that_may_answer_input_is_not_shown(router):
     r = two(router)
     r.from_client(1, CONTROL, execute(1, "input()"))
     r.from_kernel(STATUS, busy(1))
-    assert to_client(r.from_client(1, STDIN, "secret"), 2, HUB_SESSION) == []
+    assert to_client(r.from_client(1, STDIN, "secret"), 2) == []
     r.from_kernel(STATUS, status("input", prompt="", password=True))
-    assert to_client(r.from_client(1, STDIN, "secret"), 2, HUB_SESSION) == []
+    assert to_client(r.from_client(1, STDIN, "secret"), 2) == []

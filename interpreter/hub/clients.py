@@ -23,7 +23,8 @@ __all__ = ["Client", "BACKLOG_CHANNELS", "WAKE_CHANNEL"]
 
 # Channels whose messages go through the backlog.
 BACKLOG_CHANNELS = frozenset((FromKernel.STDOUT, FromKernel.STDERR, FromKernel.ORDER,
-                              FromKernel.PROCESS_STDOUT, FromKernel.PROCESS_STDERR))
+                              FromKernel.PROCESS_STDOUT, FromKernel.PROCESS_STDERR,
+                              FromKernel.PEER_INPUT))
 # A receiving channel of the client's connection the hub itself injects into to
 # wake the owner thread (what it then does is in the Client's own queue: a peer
 # that writes on this channel only wakes it for nothing).

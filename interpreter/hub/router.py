@@ -251,11 +251,13 @@ class Router:
         return echo + [(KERNEL, channel, protocol.encode(request))]
 
     def _echo(self, client, fields):
-        """SESSION {"type": "input", "peer": client, ...} to every other client: what
-        one client sends to run, as it goes to the kernel (a line the kernel may
-        take as an answer to input() is not shown: it may be a password)."""
-        text = protocol.encode(dict({"type": "input", "peer": client}, **fields))
-        return [(other, FromKernel.SESSION, text) for other in self.clients if other != client]
+        """PEER_INPUT {"peer": client, ...} to every other client: what one client
+        sends to run, as it goes to the kernel, so before that run's output (a line
+        the kernel may take as an answer to input() is not shown: it may be a
+        password)."""
+        text = protocol.encode(dict({"peer": client}, **fields))
+        return [(other, FromKernel.PEER_INPUT, text) for other in self.clients
+                if other != client]
 
     def _introspect(self, client, message):
         request = _decode_object(message)
