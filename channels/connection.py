@@ -918,18 +918,21 @@ class Channels:
         return sent
 
     def _drain(self, deadline):
-        """Wait until everything queued is handed to the OS (lock held); False on timeout."""
-        while self._state != CLOSED and self._queue.has_queued():
-            if not self._sending and self._sendable() and interrupts.may_do_io():
-                self._pump()
-                continue
-            if not self._sendable() and not self._sending:
-                return False  # only channels without credit are left
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._wait_for_peer(self._send_progress, remaining)
-        return True
+        """Wait until everything queued is handed to the OS (lock held); False on timeout.
+
+        A peer that reads nothing leaves the socket full: this then waits for it
+        (until deadline), never spins."""
+        try:
+            while self._state != CLOSED and self._queue.has_queued():
+                if not self._sendable() and not self._sending:
+                    return False  # only channels without credit are left
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._send_or_wait(remaining)
+            return True
+        finally:
+            self._leave_sending_to_io()
 
     # -- state and closing ----------------------------------------------------
 
