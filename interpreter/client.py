@@ -998,6 +998,10 @@ class _HubSession(_Session):
             elif kind == "refused":
                 self.refusals.append(message)
             self.cond.notify_all()
+        if kind == "refused" and message.get("request") in ("stdin", "interrupt"):
+            # Why a typed line or Ctrl-C does nothing, where output is shown (a refused
+            # request has its error status; terminate() raises).
+            self.store.inject("stderr", "hub: %s\n" % (message.get("reason") or "refused"))
         if kind == "refused" and message.get("request") == "stdin":
             # No ready will answer that line: the tracker counts it answered.
             self.status_channel.inject(protocol.encode({"status": REFUSED, "id": None}))

@@ -151,6 +151,7 @@ def test_read_only_console(hub):
     assert result["code"] == 0
     assert stderr.getvalue().startswith("Attached to kernel %d, read-only (2 clients).\n"
                                         % KERNEL_PID)
+    assert "hub: a read-only client cannot type\n" in stderr.getvalue()
 
 
 # -- end to end, with a real hub --------------------------------------------------
