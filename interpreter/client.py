@@ -325,7 +325,9 @@ class Kernel:
     @property
     def clients(self):
         """Shared kernels: how many clients the hub has (None: unshared, or not told)."""
-        return getattr(self._session, "clients", None)
+        session = self._session
+        session.current_status()   # reads what the hub said meanwhile
+        return getattr(session, "clients", None)
 
     def detach(self):
         """Leave a shared kernel: it keeps running (until its last client leaves,
@@ -437,6 +439,7 @@ class _Session:
     connection_file = None
     readonly = False
     process_channels = ()
+    side_channels = ()
 
     def __init__(self, settings):
         key = os.urandom(32)
@@ -681,6 +684,7 @@ class _Session:
             waited.append(awaited)
         if self.process_channels:
             waited.extend(self.process_channels)
+            waited.extend(self.side_channels)
         if self.status_channel.closed and not self.status_channel.pending:
             # The connection ended: what can still come is the process's end.
             with self.cond:
@@ -846,8 +850,8 @@ class _HubSession(_Session):
     The hub speaks the kernel's protocol, plus: statuses of other clients' runs
     carry "peer" (status.py), the kernel process's own output comes on channels
     PROCESS_STDOUT/PROCESS_STDERR (output.SharedOutputStore), and the hub's own
-    messages on SESSION, read by one thread per session (`_read_session`),
-    which ends with the connection.
+    messages on SESSION, handled by whoever reads statuses (the status pump's
+    side pump; a thread of its own would hold the connection's read role).
 
     hub: the HubProcess when this client spawned the kernel (it may kill and
     restart it), else None.
@@ -884,6 +888,13 @@ class _HubSession(_Session):
         self.refusals = []            # the hub's "refused" messages (a read-only client)
         self.relay = None
         self.session_channel = channels.get_sending_channel(ToKernel.SESSION)
+        # The hub's SESSION messages are handled by whoever reads statuses (no
+        # thread of their own: see readers.Pump's side).
+        self.session_pump = Pump(channels.get_receiving_channel(FromKernel.SESSION),
+                                 self._on_session_text, self.cond)
+        self.status_pump.side = self.session_pump
+        self.status_pump.wait_any = channels.wait_any
+        self.side_channels = [self.session_pump.channel]
         self._kernel_pid = info.get("kernel_pid")
         port = info["readonly_port"] if readonly else info["port"]
         address = _connect_address(info["address"])
@@ -906,13 +917,9 @@ class _HubSession(_Session):
             raise KernelError("cannot connect to the kernel's hub at %s:%s: %s"
                               % (address, port, error)) from None
         channels.add_close_callback(self._on_close)
-        self.session_thread = threading.Thread(target=self._read_session, daemon=True,
-                                               name="interpreter-session-%s" % port)
-        self.session_thread.start()
         # The welcome, then the kernel's last status, come first.
-        with self.cond:
-            self.cond.wait_for(lambda: self.welcome is not None or self.tracker.dead,
-                               max(0.0, deadline - time.monotonic()))
+        self.session_pump.wait(lambda: self.welcome is not None or self.tracker.dead,
+                               deadline)
         if self.welcome is None:
             self.close()
             raise KernelError("the kernel's hub at %s:%s did not welcome this client "
@@ -969,18 +976,12 @@ class _HubSession(_Session):
 
     # -- the hub's messages ---------------------------------------------------------
 
-    def _read_session(self):
-        """The session thread: the hub's SESSION messages, until the connection ends."""
-        channel = self.channels.get_receiving_channel(FromKernel.SESSION)
+    def _on_session_text(self, text):
         try:
-            for text in channel:
-                try:
-                    message = protocol.decode(text)
-                except ValueError:
-                    continue
-                self._on_session(message)
-        except ChannelsError:
-            pass
+            message = protocol.decode(text)
+        except ValueError:
+            return
+        self._on_session(message)
 
     def _on_session(self, message):
         kind = message.get("type")
@@ -1043,6 +1044,7 @@ class _HubSession(_Session):
         return self.tracker.announced_exit
 
     def connection_state(self):
+        self.status_pump.poll()   # and the hub's messages (its side pump)
         state = self.channels.state
         if state == "connected" and self.kernel_state == "unresponsive":
             return "unresponsive"
@@ -1113,7 +1115,6 @@ class _HubSession(_Session):
             self.cond.notify_all()
         self._close_transport()
         self.hub = None
-        self.session_thread.join(1.0)
 
     def end(self, timeout):
         if self.readonly or self.closed:

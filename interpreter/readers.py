@@ -33,12 +33,19 @@ class Pump:
     process output it counts).
     """
 
-    def __init__(self, channel, handle, cond, prepare=None):
+    def __init__(self, channel, handle, cond, prepare=None, side=None, wait_any=None):
         self.channel = channel
         self.handle = handle
         self.cond = cond
         self.prepare = prepare
         self.reading = False
+        # side: another Pump whose (rare) messages are handled whenever this one
+        # reads, and that a blocking read of this one also waits for (wait_any:
+        # the connection's Channels.wait_any). A thread of its own blocked on that
+        # channel would hold the connection's read role, and every message of
+        # this channel would then need a hand-off between threads.
+        self.side = side
+        self.wait_any = wait_any
 
     def wait(self, predicate, deadline):
         """True once predicate() (checked with cond held) holds; False at deadline."""
@@ -57,7 +64,7 @@ class Pump:
                 self.reading = True
             message = ""
             try:
-                message = self.channel.read_one(True if remaining is None else remaining)
+                message = self._read(remaining)
                 if message and self.prepare is not None:
                     self.prepare(message)
             finally:
@@ -67,8 +74,24 @@ class Pump:
                         self.handle(message)
                     cond.notify_all()
 
+    def _read(self, remaining):
+        """A message of the channel, waiting as remaining says ('' if none came);
+        with a side pump, '' also when only a side message came (handled)."""
+        side = self.side
+        if side is None:
+            return self.channel.read_one(True if remaining is None else remaining)
+        side.poll()
+        message = self.channel.read_one(False)
+        if message or (self.channel.closed and not self.channel.pending):
+            return message
+        self.wait_any([self.channel, side.channel], remaining)
+        side.poll()
+        return self.channel.read_one(False)
+
     def poll(self):
         """Handle the messages already here, unless another thread is reading."""
+        if self.side is not None:
+            self.side.poll()
         if not self.channel.pending:
             return
         with self.cond:
