@@ -476,3 +476,92 @@ def test_a_line_that_may_answer_input_is_not_shown(router):
     assert to_client(r.from_client(1, STDIN, "secret"), 2) == []
     r.from_kernel(STATUS, status("input", prompt="", password=True))
     assert to_client(r.from_client(1, STDIN, "secret"), 2) == []
+
+
+# -- a seeded fuzz: anything clients and the kernel send, in any order ---------------------
+
+def _random_value(rng, depth=0):
+    kinds = ["int", "big", "str", "none", "bool", "float", "list", "dict"]
+    kind = rng.choice(kinds if depth < 2 else kinds[:6])
+    if kind == "int":
+        return rng.randint(-5, 5)
+    if kind == "big":
+        return rng.choice([2 ** 63, -2 ** 70, 10 ** 30])
+    if kind == "str":
+        return rng.choice(["", "x", "ready", "busy", "input", "execute", "\ud800", "a" * 300])
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "float":
+        return rng.choice([0.5, float("nan"), 1e308])
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(["id", "type", "status", "source", "x"]): _random_value(rng, depth + 1)
+            for _ in range(rng.randint(0, 3))}
+
+
+def _random_message(rng, fields):
+    roll = rng.random()
+    if roll < 0.1:
+        return rng.choice(["", "{", "[1,2", "null", "\x00\xff", b"\x00binary"])
+    message = {name: _random_value(rng) if rng.random() < 0.3 else value
+               for name, value in fields.items()}
+    try:
+        return json.dumps(message)
+    except ValueError:
+        return json.dumps({"type": "execute"})
+
+
+def test_fuzz_the_router_never_fails_and_only_routes_to_clients_it_has():
+    import os
+    import random
+    seed = int(os.environ.get("INTERPRETER_FUZZ_SEED", random.randrange(2 ** 32)))
+    rng = random.Random(seed)
+    r = Router(kernel_pid=10, hub_pid=20, persistent=False)
+    r.from_kernel(STATUS, ready(count=0))
+    attached = set()
+    try:
+        for step in range(3000):
+            roll = rng.random()
+            if roll < 0.05 or not attached:
+                client = rng.randint(1, 5)
+                if client not in attached:
+                    actions = r.attach(client, readonly=rng.random() < 0.3)
+                    attached.add(client)
+                else:
+                    actions = r.detach(client)
+                    attached.discard(client)
+            elif roll < 0.5:
+                client = rng.choice(sorted(attached))
+                channel = rng.choice([STDIN, CONTROL, INTROSPECT, SESSION, INTERRUPT, 9])
+                message = _random_message(rng, {"type": rng.choice(
+                    ["execute", "complete", "terminate", "postmortem", "nope"]),
+                    "id": rng.choice([1, "a", None]), "source": "x", "code": "x", "cursor": 1})
+                actions = r.from_client(client, channel, message)
+            elif roll < 0.95:
+                channel = rng.choice([STATUS, STATUS, STDOUT, STDERR, ORDER, REPLY])
+                if channel == STATUS:
+                    message = _random_message(rng, {
+                        "status": rng.choice(["ready", "busy", "input", "debug", "error",
+                                              "exit"]), "id": rng.choice([None, 1, 2, 3]),
+                        "count": 1, "stdout": rng.randint(0, 9), "stderr": 0, "prompt": ">>> ",
+                        "error": None})
+                elif channel == ORDER:
+                    message = rng.choice(["0", "01", "10", "x", "", "0" * 50])
+                elif channel == REPLY:
+                    message = _random_message(rng, {"id": rng.randint(0, 9), "result": []})
+                else:
+                    message = rng.choice(["out\n", "", "x" * 100])
+                actions = r.from_kernel(channel, message)
+            else:
+                actions = r.from_process(rng.choice([P_OUT, P_ERR]), rng.choice(["c\n", ""]))
+                actions += r.settle()
+            for target, channel, message in actions:
+                assert target in (KERNEL, HUB) or target in attached, (target, attached)
+                if target not in (KERNEL, HUB) and channel in (STATUS, HUB_SESSION, REPLY,
+                                                               PEER_INPUT):
+                    json.loads(message)   # what a client gets on these is JSON
+    except Exception:
+        print("INTERPRETER_FUZZ_SEED=%d (step %d)" % (seed, step))
+        raise

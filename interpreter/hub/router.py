@@ -392,6 +392,9 @@ class Router:
             return []
         kind = status.get("status")
         hub_id = status.get("id")
+        if hub_id is not None and (type(hub_id) is not int or "id" not in status):
+            # The hub gives requests int ids; anything else is no id of ours.
+            hub_id = status["id"] = None
         if kind == protocol.BUSY:
             self.current = self._run_client(hub_id)
             status["_client"] = self.current
