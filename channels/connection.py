@@ -941,13 +941,18 @@ class Channels:
                 self._send_progress.notify_all()
 
     def _drain(self, deadline):
-        """Wait until everything queued is handed to the OS (lock held); False on timeout."""
-        while self._state != CLOSED and self._queue.has_queued():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not (self._sending or self._sendable()):
-                return False  # late, or only channels without credit are left
-            self._send_or_wait(remaining)
-        return True
+        """Wait until everything queued is handed to the OS (lock held); False on
+        timeout. A peer that reads nothing leaves the socket full: this then
+        waits for it (until deadline), never spins."""
+        try:
+            while self._state != CLOSED and self._queue.has_queued():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not (self._sending or self._sendable()):
+                    return False  # late, or only channels without credit are left
+                self._send_or_wait(remaining)
+            return True
+        finally:
+            self._leave_sending_to_io()
 
     # -- state and closing ----------------------------------------------------
 

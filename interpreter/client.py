@@ -34,14 +34,13 @@ from channels import Channels, ChannelsError
 
 from . import protocol
 from .launch import PACKAGE_ROOT, kernel_command, kernel_environment
-from .process import KernelProcess
+from .process import HubProcess, HubStartError, KernelProcess
 from .protocol import FromKernel, ToKernel
-from .output import OrderedView, OutputStore, StreamView
+from .output import CATCH_UP, STREAMS, OrderedView, OutputStore, SharedOutputStore, StreamView
 from .readers import SENTINEL, Pump, text_of
-from .output import STREAMS
-from .status import DEAD, IDLE, STARTING, StatusTracker
+from .status import DEAD, DETACHED, IDLE, REFUSED, STARTING, StatusTracker
 
-__all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD"]
+__all__ = ["Kernel", "RunResult", "KernelError", "SENTINEL", "STARTING", "DEAD", "DETACHED"]
 
 # Seconds a run() whose kernel died waits at most for the end of its output
 # (the client closes the connection within 1 s of the death).
@@ -100,16 +99,20 @@ class Kernel:
     """A kernel process and the connection to it. Make one with `Kernel.spawn`."""
 
     def __init__(self, python=None, cwd=None, env=None, argv=None, gui=None,
-                 startup=None, timeout=10.0, path0=None):
+                 startup=None, timeout=10.0, path0=None, shared=False, persistent=False,
+                 listen=None, tls=None):
         self._settings = dict(python=python or sys.executable, cwd=cwd, env=env,
-                              argv=argv, gui=gui, startup=startup, path0=path0)
+                              argv=argv, gui=gui, startup=startup, path0=path0,
+                              persistent=bool(persistent), listen=listen, tls=tls)
+        self._shared = bool(shared or persistent or listen or tls)
         self._timeout = timeout
         self._session = None
         self._lock = threading.Lock()   # serialises restart/close
+        self._on_peer_input = None
 
     @classmethod
     def spawn(cls, python=None, cwd=None, env=None, argv=None, gui=None, startup=None,
-              timeout=10.0, path0=None):
+              timeout=10.0, path0=None, shared=False, persistent=False, listen=None, tls=None):
         """Start a kernel and return once it is ready for input.
 
         python: any Python 3.8+ executable (default: this one); cwd: its working
@@ -120,13 +123,67 @@ class Kernel:
         sys.path[0] (default "", like the REPL's).
         Raises KernelError, with what the process printed, if it does not get
         ready within timeout seconds.
+
+        shared: the kernel accepts further clients (Kernel.connect on
+        k.connection_file), through a hub process this client starts and owns.
+        persistent: shared, and it outlives its last client (and this
+        process); else it ends when its last client leaves. listen: (host,
+        port) where it accepts them (default ("127.0.0.1", 0): any free port);
+        an address other than loopback needs tls=(certfile, keyfile). Any of
+        these implies shared.
         """
-        kernel = cls(python, cwd, env, argv, gui, startup, timeout, path0)
+        kernel = cls(python, cwd, env, argv, gui, startup, timeout, path0, shared,
+                     persistent, listen, tls)
         kernel._start()
         return kernel
 
+    @classmethod
+    def connect(cls, connection_file, readonly=False, tls=None, timeout=10.0):
+        """Attach to the shared kernel of connection_file (its path); returns once
+        its status is known.
+
+        readonly: connect with the read-only key: everything is received, and the
+        hub refuses running code, input, interrupts and ending the kernel. tls:
+        an ssl.SSLContext that verifies the hub (default for a file that says
+        "tls": ssl.create_default_context()). The client has the API of a
+        spawned one, except that kill() and restart() raise KernelError: it did
+        not spawn the processes. close() ends the kernel (a read-only client's
+        only leaves); detach() leaves it running. Raises KernelError if the hub
+        cannot be reached or does not answer within timeout seconds.
+        """
+        from . import connfile
+        try:
+            info = connfile.read(connection_file)
+        except (OSError, ValueError) as error:
+            raise KernelError("cannot read the connection file: %s" % (error,)) from None
+        kernel = cls(timeout=timeout)
+        kernel._shared = True
+        kernel._session = _HubSession.attach(os.fspath(connection_file), info, readonly,
+                                             tls, timeout)
+        return kernel
+
+    @property
+    def on_peer_input(self):
+        """Shared kernels: None, or a function called as function(message) with what
+        another client sends to run (the hub's PEER_INPUT message: {"peer": N, "kind":
+        "line" or "execute", "text": ..., "prompt" (a line) or "filename" and "lineno"
+        (a block)}), by the thread reading the output, in the output's order: a str it
+        returns goes into the output (k.output, k.stdout) where that input ran. It
+        stays set across restart()."""
+        return self._on_peer_input
+
+    @on_peer_input.setter
+    def on_peer_input(self, function):
+        self._on_peer_input = function
+        if self._session is not None:
+            self._session.on_peer_input = function
+
     def _start(self):
-        self._session = _Session.start(self._settings, self._timeout)
+        if self._shared:
+            self._session = _HubSession.spawn(self._settings, self._timeout)
+            self._session.on_peer_input = self._on_peer_input
+        else:
+            self._session = _Session.start(self._settings, self._timeout)
 
     # -- running code -------------------------------------------------------
 
@@ -237,12 +294,47 @@ class Kernel:
     @property
     def connection_state(self):
         """"connecting", "connected", "unresponsive" (e.g. stuck in C code holding
-        the GIL) or "closed"."""
-        return self._session.channels.state
+        the GIL; for a shared kernel: when its hub says so) or "closed"."""
+        return self._session.connection_state()
 
     @property
     def pid(self):
-        return self._session.process.pid
+        """The kernel process's pid."""
+        return self._session.pid
+
+    # -- shared kernels -----------------------------------------------------
+
+    @property
+    def connection_file(self):
+        """The path of a shared kernel's connection file (None: unshared)."""
+        return self._session.connection_file
+
+    @property
+    def readonly(self):
+        """Connected with the read-only key (see connect)."""
+        return self._session.readonly
+
+    @property
+    def status_peer(self):
+        """Shared kernels: the number of the client whose run the current status is
+        of, when it is not this client's (None: ours, or nobody's)."""
+        session = self._session
+        session.current_status()
+        return session.tracker.peer
+
+    @property
+    def clients(self):
+        """Shared kernels: how many clients the hub has (None: unshared, or not told)."""
+        session = self._session
+        session.current_status()   # reads what the hub said meanwhile
+        return getattr(session, "clients", None)
+
+    def detach(self):
+        """Leave a shared kernel: it keeps running (until its last client leaves,
+        unless persistent). The spawner stops owning its processes too. Raises
+        KernelError for an unshared kernel."""
+        with self._lock:
+            self._session.detach()
 
     @property
     def stdout(self):
@@ -301,24 +393,29 @@ class Kernel:
         self._session.terminate(timeout)
 
     def kill(self):
-        """SIGKILL the kernel's process group at once."""
+        """SIGKILL the kernel's process group at once (and a shared kernel's hub's).
+        Raises KernelError for a kernel this client did not spawn."""
+        self._session.check_owner("kill")
         self._session.kill()
 
     def restart(self):
-        """End this kernel and start a fresh one with the same settings."""
+        """End this kernel and start a fresh one with the same settings (a shared
+        kernel: a new one, with a new connection file). Raises KernelError for a
+        kernel this client did not spawn."""
         with self._lock:
             old = self._session
+            old.check_owner("restart")
             old.terminate(min(self._timeout, 5.0))
             old.close()
             self._start()
 
     def close(self, timeout=5.0):
-        """End the kernel (see terminate) and the connection."""
+        """End the kernel (see terminate) and the connection. A read-only client of
+        a shared kernel, or one that detached, only leaves."""
         with self._lock:
             session = self._session
             if session is not None:
-                session.terminate(timeout)
-                session.close()
+                session.end(timeout)
 
     def __enter__(self):
         return self
@@ -330,37 +427,27 @@ class Kernel:
         session = self._session
         if session is None:
             return "<Kernel not started>"
-        return "<Kernel pid=%d %s>" % (session.process.pid, session.current_status())
+        return "<Kernel pid=%s %s>" % (session.pid, session.current_status())
 
 
 class _Session:
     """One kernel process, its connection and its status."""
 
-    def __init__(self, settings):
-        self.cond = threading.Condition()
-        self.replies = {}             # introspection id -> reply message (None until then)
-        self.closed = False
+    on_peer_input = None   # shared kernels only (see Kernel.on_peer_input)
 
+    # Shared kernels set these (see _HubSession).
+    connection_file = None
+    readonly = False
+    process_channels = ()
+    side_channels = ()
+
+    def __init__(self, settings):
         key = os.urandom(32)
-        self.channels = Channels(key=key)
+        self._setup(Channels(key=key))
         port = self.channels.host(0, "127.0.0.1")
-        self.stdin = self.channels.get_sending_channel(ToKernel.STDIN)
-        self.control = self.channels.get_sending_channel(ToKernel.CONTROL)
-        self.introspect_channel = self.channels.get_sending_channel(ToKernel.INTROSPECT)
-        self.store = OutputStore(self.channels.get_receiving_channel(FromKernel.ORDER),
-                                 self.channels.get_receiving_channel(FromKernel.STDOUT),
-                                 self.channels.get_receiving_channel(FromKernel.STDERR))
-        self.stdout = StreamView(self.store, "stdout")
-        self.stderr = StreamView(self.store, "stderr")
-        self.output = OrderedView(self.store)
-        self.run_threads = []         # threads in run(): woken by statuses others read
         # Output the process wrote to its pipes before an idle status is
         # delivered first, like the output that came over the connection.
         self.tracker = StatusTracker(before_idle=self.flush_pipes)
-        self.status_channel = self.channels.get_receiving_channel(FromKernel.STATUS)
-        self.status_pump = Pump(self.status_channel, self._on_status, self.cond)
-        self.reply_pump = Pump(self.channels.get_receiving_channel(FromKernel.INTROSPECT),
-                                self._on_reply, self.cond)
 
         args = kernel_command(settings["python"], port, settings["cwd"], settings["path0"],
                               settings["gui"], settings["startup"], settings["argv"])
@@ -375,6 +462,31 @@ class _Session:
         except OSError as error:
             self.channels.close()
             raise KernelError("cannot start %r: %s" % (settings["python"], error)) from None
+
+    def _setup(self, channels, store=None):
+        """What every session has: the connection's channels, the output store and views,
+        the status and reply pumps (the tracker is the caller's)."""
+        self.cond = threading.Condition()
+        self.replies = {}             # introspection id -> reply message (None until then)
+        self.closed = False
+        self.channels = channels
+        self.stdin = channels.get_sending_channel(ToKernel.STDIN)
+        self.control = channels.get_sending_channel(ToKernel.CONTROL)
+        self.introspect_channel = channels.get_sending_channel(ToKernel.INTROSPECT)
+        self.store = store or OutputStore(channels.get_receiving_channel(FromKernel.ORDER),
+                                          channels.get_receiving_channel(FromKernel.STDOUT),
+                                          channels.get_receiving_channel(FromKernel.STDERR))
+        self.stdout = StreamView(self.store, "stdout")
+        self.stderr = StreamView(self.store, "stderr")
+        self.output = OrderedView(self.store)
+        self.run_threads = []         # threads in run(): woken by statuses others read
+        self.status_channel = channels.get_receiving_channel(FromKernel.STATUS)
+        self.status_pump = Pump(self.status_channel, self._on_status, self.cond,
+                                self._prepare_status)
+        self.reply_pump = Pump(channels.get_receiving_channel(FromKernel.INTROSPECT),
+                               self._on_reply, self.cond)
+
+    _prepare_status = None   # see _HubSession
 
     @classmethod
     def start(cls, settings, timeout):
@@ -413,6 +525,16 @@ class _Session:
     @property
     def exit_code(self):
         return self.process.exit_code
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def check_owner(self, action):
+        """Raise KernelError if this client may not `action` the kernel's processes."""
+
+    def connection_state(self):
+        return self.channels.state
 
     # -- status, read by whoever looks or waits (lock: self.cond) -------------
 
@@ -560,6 +682,9 @@ class _Session:
         awaited = self.store.awaited()
         if awaited is not None:
             waited.append(awaited)
+        if self.process_channels:
+            waited.extend(self.process_channels)
+            waited.extend(self.side_channels)
         if self.status_channel.closed and not self.status_channel.pending:
             # The connection ended: what can still come is the process's end.
             with self.cond:
@@ -708,3 +833,309 @@ class _Session:
         self.channels.close(1.0)
         if self.dead:
             self.process.forget()
+
+    def end(self, timeout):
+        """Kernel.close(): end the kernel and the connection."""
+        self.terminate(timeout)
+        self.close()
+
+    def detach(self):
+        raise KernelError("an unshared kernel cannot be detached: it ends with its client "
+                          "(spawn it with shared=True)")
+
+
+class _HubSession(_Session):
+    """A client of a shared kernel's hub (docs/protocol.md, "Shared kernels").
+
+    The hub speaks the kernel's protocol, plus: statuses of other clients' runs
+    carry "peer" (status.py), the kernel process's own output comes on channels
+    PROCESS_STDOUT/PROCESS_STDERR (output.SharedOutputStore), and the hub's own
+    messages on SESSION, handled by whoever reads statuses (the status pump's
+    side pump; a thread of its own would hold the connection's read role).
+
+    hub: the HubProcess when this client spawned the kernel (it may kill and
+    restart it), else None.
+    """
+
+    @property
+    def on_peer_input(self):
+        return self.store.on_peer_input
+
+    @on_peer_input.setter
+    def on_peer_input(self, function):
+        self.store.on_peer_input = function
+
+    def __init__(self, path, info, key, readonly, tls, timeout, hub=None):
+        deadline = time.monotonic() + timeout
+        channels = Channels(key=key)
+        self.process_channels = (channels.get_receiving_channel(FromKernel.PROCESS_STDOUT),
+                                 channels.get_receiving_channel(FromKernel.PROCESS_STDERR))
+        store = SharedOutputStore(
+            channels.get_receiving_channel(FromKernel.ORDER),
+            channels.get_receiving_channel(FromKernel.STDOUT),
+            channels.get_receiving_channel(FromKernel.STDERR),
+            dict(zip(STREAMS, self.process_channels)), channels.wait_any,
+            channels.get_receiving_channel(FromKernel.PEER_INPUT))
+        self._setup(channels, store)
+        self.tracker = StatusTracker(shared=True)
+        self.connection_file = path
+        self.info = info
+        self.readonly = bool(readonly)
+        self.hub = hub
+        self.welcome = None
+        self.kernel_state = "connected"
+        self.clients = None
+        self.refusals = []            # the hub's "refused" messages (a read-only client)
+        self.relay = None
+        self.session_channel = channels.get_sending_channel(ToKernel.SESSION)
+        # The hub's SESSION messages are handled by whoever reads statuses (no
+        # thread of their own: see readers.Pump's side).
+        self.session_pump = Pump(channels.get_receiving_channel(FromKernel.SESSION),
+                                 self._on_session_text, self.cond)
+        self.status_pump.side = self.session_pump
+        self.status_pump.wait_any = channels.wait_any
+        self.side_channels = [self.session_pump.channel]
+        self._kernel_pid = info.get("kernel_pid")
+        port = info["readonly_port"] if readonly else info["port"]
+        address = _connect_address(info["address"])
+        if tls is None and info.get("tls"):
+            import ssl
+            tls = ssl.create_default_context()
+        try:
+            if tls is not None:
+                from channels.tls import connect_tls
+                self.relay = connect_tls(address, port, tls, timeout)
+                channels.adopt(self.relay.plain, role="connector",
+                               timeout=max(0.1, deadline - time.monotonic()))
+                if not channels.wait_connected(max(0.0, deadline - time.monotonic())):
+                    raise ChannelsError("no handshake within %g s: %s"
+                                        % (timeout, channels.close_reason))
+            else:
+                channels.connect(port, address, max(0.1, deadline - time.monotonic()))
+        except (OSError, ChannelsError) as error:
+            self._close_transport()
+            raise KernelError("cannot connect to the kernel's hub at %s:%s: %s"
+                              % (address, port, error)) from None
+        channels.add_close_callback(self._on_close)
+        # The welcome, then the kernel's last status, come first.
+        self.session_pump.wait(lambda: self.welcome is not None or self.tracker.dead,
+                               deadline)
+        if self.welcome is None:
+            self.close()
+            raise KernelError("the kernel's hub at %s:%s did not welcome this client "
+                              "within %g s" % (address, port, timeout))
+        self.status_pump.wait(lambda: self.tracker.serial > 0 or self.tracker.dead, deadline)
+
+    @classmethod
+    def attach(cls, path, info, readonly, tls, timeout):
+        key = bytes.fromhex(info["readonly_key"] if readonly else info["key"])
+        return cls(path, info, key, readonly, tls, timeout)
+
+    @classmethod
+    def spawn(cls, settings, timeout):
+        """Start a hub (which starts the kernel), read its line, connect; KernelError
+        with what it printed if that fails."""
+        from . import connfile, launch
+        deadline = time.monotonic() + timeout
+        key = os.urandom(32)
+        certfile = settings["tls"][0] if settings["tls"] else None
+        args = launch.hub_command(
+            settings["python"], tuple(settings["listen"] or ("127.0.0.1", 0)),
+            persistent=settings["persistent"], tls=settings["tls"], cwd=settings["cwd"],
+            path0=settings["path0"], gui=settings["gui"], startup=settings["startup"],
+            argv=settings["argv"])
+        env = kernel_environment(os.environ, settings["env"], key)
+        try:
+            hub = HubProcess(args, env, PACKAGE_ROOT)
+        except OSError as error:
+            raise KernelError("cannot start %r: %s" % (settings["python"], error)) from None
+        try:
+            line = hub.read_line(timeout)
+            path = line["connection_file"]
+            info = connfile.read(path)
+            context = None
+            if certfile is not None:
+                import ssl
+                # Trust exactly the certificate we gave the hub.
+                context = ssl.create_default_context(cafile=certfile)
+                context.check_hostname = False
+            return cls(path, info, key, False, context,
+                       max(0.1, deadline - time.monotonic()), hub)
+        except HubStartError as error:
+            hub.kill()
+            raise KernelError("%s (%s)%s" % (error, settings["python"],
+                                             ":\n" + error.output if error.output else ""),
+                              None, error.output) from None
+        except (OSError, ValueError) as error:
+            hub.kill()
+            raise KernelError("cannot read the shared kernel's connection file: %s"
+                              % (error,)) from None
+        except BaseException:
+            hub.kill()
+            raise
+
+    # -- the hub's messages ---------------------------------------------------------
+
+    def _on_session_text(self, text):
+        try:
+            message = protocol.decode(text)
+        except ValueError:
+            return
+        self._on_session(message)
+
+    def _on_session(self, message):
+        kind = message.get("type")
+        with self.cond:
+            if kind == "welcome":
+                self.welcome = message
+                self.kernel_state = message.get("kernel", "connected")
+                self.clients = message.get("clients")
+                if isinstance(message.get("kernel_pid"), int):
+                    self._kernel_pid = message["kernel_pid"]
+            elif kind == "kernel":
+                self.kernel_state = message.get("state", self.kernel_state)
+            elif kind == "clients":
+                self.clients = message.get("count", self.clients)
+            elif kind == "refused":
+                self.refusals.append(message)
+            self.cond.notify_all()
+        if kind == "refused" and message.get("request") in ("stdin", "interrupt"):
+            # Why a typed line or Ctrl-C does nothing, where output is shown (a refused
+            # request has its error status; terminate() raises).
+            self.store.inject("stderr", "hub: %s\n" % (message.get("reason") or "refused"))
+        if kind == "refused" and message.get("request") == "stdin":
+            # No ready will answer that line: the tracker counts it answered.
+            self.status_channel.inject(protocol.encode({"status": REFUSED, "id": None}))
+
+    def _prepare_status(self, text):
+        """Before a status counts as arrived: the process output it counts is in."""
+        try:
+            message = protocol.decode(text)
+        except ValueError:
+            return
+        counts = {"stdout": message.get("process_stdout"),
+                  "stderr": message.get("process_stderr")}
+        counts = {name: count for name, count in counts.items() if isinstance(count, int)}
+        if counts:
+            self.store.take_process(counts, CATCH_UP)
+
+    def _on_close(self, reason):
+        """The connection ended: the kernel is gone for this client."""
+        with self.cond:
+            if not self.tracker.dead:
+                if self.closed:
+                    self.tracker.detach()
+                else:
+                    self.tracker.died()
+            self.cond.notify_all()
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def pid(self):
+        return self._kernel_pid
+
+    @property
+    def exit_code(self):
+        """The exit code the hub relayed (None while alive, or if it did not say)."""
+        if not self.tracker.dead or self.tracker.detached:
+            return None
+        self.status_pump.poll()
+        return self.tracker.announced_exit
+
+    def connection_state(self):
+        self.status_pump.poll()   # and the hub's messages (its side pump)
+        state = self.channels.state
+        if state == "connected" and self.kernel_state == "unresponsive":
+            return "unresponsive"
+        return state
+
+    def flush_pipes(self):
+        """The process output comes over the connection (see _prepare_status)."""
+
+    def pending_output(self):
+        return ""
+
+    # -- ending -----------------------------------------------------------------------
+
+    def check_owner(self, action):
+        if self.hub is None:
+            raise KernelError("this client did not spawn the kernel: it cannot %s it "
+                              "(terminate() or close() end it through its hub)" % action)
+
+    def _wait_dead(self, deadline):
+        tracker = self.tracker
+        self.status_pump.wait(lambda: tracker.dead, deadline)
+
+    def wait_exit(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wait_dead(deadline)
+        if not self.tracker.dead:
+            return None
+        if self.hub is not None and not self.tracker.detached:
+            self.hub.wait(LAST_STATUS_SECONDS if deadline is None
+                          else max(0.0, deadline - time.monotonic()))
+        return self.exit_code
+
+    def terminate(self, timeout):
+        """Ask the hub to end the kernel (it escalates to signals itself); the
+        spawner then makes sure of the hub's and the kernel's end."""
+        if self.readonly:
+            raise KernelError("a read-only client cannot end the kernel")
+        deadline = time.monotonic() + timeout
+        if not self.tracker.dead:
+            try:
+                self.session_channel.write(protocol.encode({"type": "terminate"}))
+            except (ChannelsError, ValueError, OSError):
+                pass
+            self._wait_dead(deadline)
+        if self.hub is not None and not self.tracker.detached:
+            if not self.hub.wait(deadline - time.monotonic()):
+                self.hub.kill()
+
+    def kill(self):
+        self.check_owner("kill")
+        if self.tracker.detached:
+            raise KernelError("this client detached from the kernel: it no longer owns it")
+        self.hub.kill()
+
+    def interrupt(self):
+        if not self.readonly:
+            _Session.interrupt(self)
+
+    def detach(self):
+        """Leave; the hub keeps the kernel (the spawner stops owning the processes)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.channels.close(1.0, reason="detached")
+        with self.cond:
+            if not self.tracker.dead:
+                self.tracker.detach()
+            self.cond.notify_all()
+        self._close_transport()
+        self.hub = None
+
+    def end(self, timeout):
+        if self.readonly or self.closed:
+            self.detach()
+            return
+        self.terminate(timeout)
+        self.close()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.channels.close(1.0)
+        self._close_transport()
+
+    def _close_transport(self):
+        if self.relay is not None:
+            self.relay.close()
+        self.channels.close(0.1)
+
+
+def _connect_address(address):
+    """Where to reach a hub listening on address (any-address: loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)

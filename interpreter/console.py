@@ -20,10 +20,18 @@ lines run as `python -i` would run them, without prompts, and the console
 exits with the kernel's exit code; `-i` makes it interactive anyway: the
 banner, and the prompts on stderr, as `python -i` writes them to a pipe
 (`-q`: no banner).
+
+Shared kernels (--shared, --persistent, --attach FILE [--readonly]): the
+output of every client's runs is printed as it comes; a prompt of another
+client's run (its input()) is not this console's, which waits meanwhile; the
+end of input (Ctrl-D) leaves the kernel (detach: a kernel that is not
+persistent ends once its last client has left). --list shows this user's
+shared kernels.
 """
 
 import argparse
 import os
+import time
 import re
 import signal
 import sys
@@ -33,7 +41,7 @@ from channels import interrupts
 
 from . import protocol
 from .cells import split_cells
-from .client import DEAD, Kernel, KernelError
+from .client import DEAD, DETACHED, Kernel, KernelError
 from .readers import SENTINEL
 from .status import IDLE
 
@@ -75,10 +83,18 @@ class Console:
         self._statement_prompt = None   # the prompt its first line was typed at
         self._sent_serial = None   # the kernel's status serial when its last line was sent
         self._indent = ""          # what the next line starts with (auto-indent)
+        # Shared kernels: the end of input leaves the kernel running (detach).
+        self.leave_at_end = getattr(kernel, "connection_file", None) is not None
         # In an Emacs comint buffer (python.el's run-python in a pty), Tab answers
         # python.el's native completion (see _emacs_completions).
         self.emacs_native_completion = (self.use_readline and "comint" in
                                         os.environ.get("INSIDE_EMACS", "").split(","))
+        # Output that comes while the user types a line (another client's, a
+        # thread's) goes above it, and the prompt and the line are drawn again.
+        self.redraw = self.use_readline and _smart_terminal()
+        self._prompt_shown = ""
+        if self.leave_at_end:
+            kernel.on_peer_input = self._show_peer_input
 
     # -- the one funnel for output ---------------------------------------------
 
@@ -126,13 +142,20 @@ class Console:
         """The read-send loop until the session ends; returns the exit code."""
         kernel = self.kernel
         while True:
+            serial = kernel.status_serial
             status = kernel.wait_status(IDLE)
+            if status in (protocol.INPUT, protocol.DEBUG) and kernel.status_peer is not None:
+                # Another client's run asks: its client answers. Wait for what follows.
+                kernel.wait_status_after(serial)
+                continue
             password = status == protocol.INPUT and kernel.password
             # Echo goes off before the prompt shows, so nothing typed after
             # the prompt appears is echoed.
             restore_echo = self._echo_off() if password else None
             try:
                 self.sync_output()
+                if status == DETACHED:
+                    return 0
                 if status == DEAD:
                     self._ahead, self._statement = [], []
                     code = self._after_death()
@@ -148,14 +171,20 @@ class Console:
                     line = self.read_line(prompt if status == protocol.READY else "",
                                           plain=password)
                 except KeyboardInterrupt:
+                    unfinished = bool(self._statement)
                     self._ahead, self._statement = [], []
-                    self._on_prompt_interrupt(status, prompt)
+                    self._on_prompt_interrupt(status, unfinished)
                     continue
             finally:
                 if restore_echo is not None:
                     restore_echo()
                     self.write("\n")
             if line is None:   # Ctrl-D, or the end of piped input
+                if self.leave_at_end:
+                    if status == protocol.READY:
+                        self.write("\n", self.stderr)
+                    kernel.detach()
+                    return 0
                 self._end_input(status)
                 continue
             try:
@@ -174,6 +203,7 @@ class Console:
                 return "\n".join(lines)
             return self._ahead.pop(0)
         self._reading_line = True
+        self._prompt_shown = prompt
         try:
             if self.use_readline and not plain:
                 try:
@@ -290,15 +320,61 @@ class Console:
             elif message:
                 if isinstance(message, bytes):
                     message = message.decode("utf-8", "replace")
-                self.write(message, streams[name])
+                if self.redraw and self._reading_line and message.endswith("\n"):
+                    self._write_above_line(message, streams[name])
+                else:
+                    self.write(message, streams[name])
 
-    def _on_prompt_interrupt(self, status, prompt):
-        """Ctrl-C while reading a line: discard it; input() gets its KeyboardInterrupt."""
-        self.write("\n")
+    def _write_above_line(self, text, stream):
+        """Write whole lines of output above the line being typed, then draw the
+        prompt and what is typed so far again."""
+        import readline
+        with self._write_lock:
+            self.stdout.write("\r\x1b[K")
+            self.stdout.flush()
+            stream.write(text)
+            stream.flush()
+            self.stdout.write(self._prompt_shown + readline.get_line_buffer())
+            self.stdout.flush()
+
+    def _show_peer_input(self, message):
+        """What another client runs (the hub's PEER_INPUT), shown in the output
+        where it runs: "[client 2] >>> x + 1"."""
+        tag = "[client %s] " % message.get("peer")
+        text = message.get("text")
+        if not isinstance(text, str):
+            return
+        if message.get("kind") == "execute" and message.get("filename"):
+            lineno = message.get("lineno") or 1
+            last = lineno + max(0, text.rstrip("\n").count("\n"))
+            shown = "%sruns %s, line%s %s\n" % (
+                tag, message["filename"], "s" if last > lineno else "",
+                lineno if last == lineno else "%s-%s" % (lineno, last))
+        else:
+            prompt = message.get("prompt") if message.get("kind") == "line" else None
+            lines = text.rstrip("\n").split("\n")
+            shown = "".join("%s%s%s\n" % (tag, (prompt or ">>> ") if i == 0 else "... ", line)
+                            for i, line in enumerate(lines))
+        return shown
+
+    def _on_prompt_interrupt(self, status, unfinished):
+        """Ctrl-C while reading a line: discard it, as the REPL does.
+
+        At ps1 with nothing typed the REPL says KeyboardInterrupt on a line of
+        its own, and there is nothing for the kernel to do (another client's code
+        that may run by now is not ours to stop). At ps2 the kernel drops the lines
+        it holds and says it; in input() the user's code gets the interrupt (the
+        REPL starts its traceback right after input()'s prompt; here readline,
+        which did not draw that prompt, may wipe that line: it goes on the next).
+        """
+        if status != protocol.READY:
+            self.write("\n")
         if status == protocol.DEBUG:
             return
-        # At ps2 the kernel drops the lines it holds (and says KeyboardInterrupt),
-        # at ps1 it does nothing, in input() the user's code gets the interrupt.
+        if status == protocol.READY and not unfinished:
+            self.write("\n")
+            self.write("KeyboardInterrupt\n", self.stderr)
+            return
         serial = self.kernel.status_serial
         self.kernel.interrupt()
         self.kernel.wait_status_after(serial, _SYNC_TIMEOUT)
@@ -522,7 +598,46 @@ def _parser():
                              "console over pipes)")
     parser.add_argument("-q", dest="quiet", action="store_true",
                         help="no banner (version and copyright) at the start, like `python -q`")
+    shared = parser.add_argument_group(
+        "shared kernels", "several consoles and editors on one kernel: each sees the output "
+        "of all; Ctrl-D leaves (the kernel ends once its last client has left, unless it is "
+        "persistent); exit() ends it for everyone")
+    shared.add_argument("--shared", action="store_true",
+                        help="start a kernel that other clients can attach to; its connection "
+                             "file is written to stderr")
+    shared.add_argument("--persistent", action="store_true",
+                        help="like --shared, and the kernel keeps running after its last "
+                             "client has left, until someone ends it (exit(), or a client's "
+                             "close())")
+    shared.add_argument("--attach", metavar="FILE",
+                        help="attach to the shared kernel of connection file FILE (see --list) "
+                             "instead of starting one")
+    shared.add_argument("--readonly", action="store_true",
+                        help="with --attach: only watch (the kernel refuses code, input, "
+                             "interrupts and ending it)")
+    shared.add_argument("--list", action="store_true",
+                        help="list this user's shared kernels and exit")
     return parser
+
+
+def list_kernels(stdout):
+    """--list: this user's shared kernels, one per line; returns the exit code."""
+    from . import connfile
+    try:
+        kernels = connfile.list_kernels()
+    except (OSError, RuntimeError) as error:
+        stdout.write("cannot list the shared kernels: %s\n" % (error,))
+        return 1
+    if not kernels:
+        stdout.write("no shared kernels\n")
+        return 0
+    for path, info in kernels:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"]))
+        stdout.write("%s\n  kernel pid %d, hub pid %d, %s%s, %s:%d%s, started %s, cwd %s\n" % (
+            path, info["kernel_pid"], info["hub_pid"], info["python"],
+            ", persistent" if info["persistent"] else "", info["address"], info["port"],
+            " (TLS)" if info["tls"] else "", started, info["cwd"]))
+    return 0
 
 
 def main(argv=None, stdin=None, stdout=None, stderr=None):
@@ -532,6 +647,16 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     if args.cell is not None and args.file is None:
         parser.error("--cell needs a FILE")
     stderr = stderr if stderr is not None else sys.stderr
+    if args.list:
+        return list_kernels(stdout if stdout is not None else sys.stdout)
+    if args.readonly and not args.attach:
+        parser.error("--readonly needs --attach FILE")
+    if args.attach and (args.file or args.python or args.gui or args.cwd or args.shared
+                        or args.persistent):
+        parser.error("--attach takes no FILE, --python, --gui, --cwd, --shared or "
+                     "--persistent: the kernel runs already")
+    if args.attach:
+        return _attached(args, stdin, stdout, stderr)
     path = args.file
     kernel_argv = path0 = None
     if path is not None:
@@ -541,10 +666,14 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         path0 = os.path.dirname(os.path.abspath(path))
     try:
         kernel = Kernel.spawn(python=args.python, cwd=args.cwd, gui=args.gui, argv=kernel_argv,
-                              path0=path0)
+                              path0=path0, shared=args.shared, persistent=args.persistent)
     except KernelError as error:
         stderr.write("python -m interpreter: %s\n" % error)
         return 1
+    if kernel.connection_file is not None:
+        stderr.write("python -m interpreter: %s kernel, attach with --attach %s\n"
+                     % ("persistent" if args.persistent else "shared", kernel.connection_file))
+        stderr.flush()
     try:
         console = Console(kernel, stdin, stdout, stderr, interactive=args.interactive or None)
         if console.interactive and not args.quiet and path is None:
@@ -557,4 +686,34 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
             stderr.write("python -m interpreter: %s\n" % error)
             return 2
     finally:
+        _leave(kernel)
+
+
+def _attached(args, stdin, stdout, stderr):
+    """--attach FILE: a console on a running shared kernel; returns the exit code."""
+    try:
+        kernel = Kernel.connect(args.attach, readonly=args.readonly)
+    except KernelError as error:
+        stderr.write("python -m interpreter: %s\n" % error)
+        return 1
+    try:
+        console = Console(kernel, stdin, stdout, stderr, interactive=args.interactive or None)
+        if console.interactive and not args.quiet:
+            console.write("Attached to kernel %d%s (%d clients).\n" % (
+                kernel.pid, ", read-only" if kernel.readonly else "", kernel.clients or 1),
+                console.stderr)
+        return console.run()
+    finally:
+        _leave(kernel)
+
+
+def _leave(kernel):
+    """The console's end: a shared kernel is left (its hub ends it once its last
+    client has left, unless persistent), a kernel of its own ended."""
+    if kernel.connection_file is not None:
+        try:
+            kernel.detach()
+        except KernelError:
+            pass
+    else:
         kernel.close()

@@ -14,17 +14,23 @@ API over one stream of the store); `OrderedView` is k.output, yielding
 (stream name, text) in kernel order. Reading one view takes the items it
 returns out of the store; read one or the other.
 
+Shared kernels: `SharedOutputStore` also takes what the kernel process wrote
+to its fd 1/2, which the hub sends on channels PROCESS_STDOUT/PROCESS_STDERR,
+into the store as it comes (as local text, like the pipes of a kernel of our
+own); `take_process(counts)` makes sure those a status counted are in.
+
 Threads: none. A reader that finds nothing in the store reads the channels
 itself; the others wait on the store's condition meanwhile.
 """
 
+import json
 import threading
 import time
 from collections import deque
 
 from .protocol import ORDER_MARKS, FromKernel
 
-__all__ = ["OutputStore", "StreamView", "OrderedView", "STREAMS"]
+__all__ = ["OutputStore", "SharedOutputStore", "StreamView", "OrderedView", "STREAMS"]
 
 STREAMS = ("stdout", "stderr")
 _NAMES = {mark: ("stdout" if index == FromKernel.STDOUT else "stderr")
@@ -198,6 +204,108 @@ class OutputStore:
     def count(self, match):
         with self.cond:
             return sum(1 for item in self.items if match(item))
+
+
+class SharedOutputStore(OutputStore):
+    """The store of a client of a hub: also the kernel process's own output.
+
+    process: {"stdout": receiving channel, "stderr": ...} (PROCESS_STDOUT and
+    PROCESS_STDERR); wait_any: the connection's Channels.wait_any. The texts
+    are local items (number None), in the order they are read.
+    """
+
+    def __init__(self, order, stdout, stderr, process, wait_any, peer_input=None):
+        super().__init__(order, stdout, stderr)
+        self.process = process
+        self.wait_any = wait_any
+        self.process_counts = {"stdout": 0, "stderr": 0}   # their messages taken
+        # PEER_INPUT: what other clients run, taken like the process output (so
+        # before the output of that run) and shown as on_peer_input says.
+        self.peer_input = peer_input
+        self.on_peer_input = None
+
+    def _take_process(self):
+        """Move one message of the process channels into the store; False if none is here."""
+        channel = self.peer_input
+        while channel is not None and channel.pending:
+            self._peer_input(channel.read_one(False))
+        for name, channel in self.process.items():
+            if channel.pending:
+                text = channel.read_one(False)
+                if text:
+                    if isinstance(text, bytes):
+                        text = text.decode("utf-8", "replace")
+                    with self.cond:
+                        self.process_counts[name] += 1
+                        self.items.append((name, text, None))
+                        self.size += len(text)
+                    return True
+        return False
+
+    def _peer_input(self, text):
+        handler = self.on_peer_input
+        if handler is None or not text:
+            return
+        try:
+            message = json.loads(text)
+            shown = handler(message) if isinstance(message, dict) else None
+        except Exception:   # bad JSON, or the editor's handler failed: report, go on
+            import traceback
+            traceback.print_exc()
+            return
+        if isinstance(shown, str) and shown:
+            with self.cond:
+                self.items.append(("stdout", shown, None))
+                self.size += len(shown)
+
+    def _pull(self, block, only_process=False):
+        if self._take_process():
+            return True
+        if block is not False:
+            waited = list(self.process.values())
+            if self.peer_input is not None:
+                waited.append(self.peer_input)
+            if not only_process:
+                primary = self.awaited() if self.marks else self.order
+                if primary is not None:
+                    waited.append(primary)
+            if not self.wait_any(waited, None if block is True else block):
+                return False
+            if self._take_process():
+                return True
+        if only_process:
+            return False
+        return OutputStore._pull(self, False)
+
+    def ended(self):
+        return (OutputStore.ended(self)
+                and not any(channel.pending for channel in self.process.values()))
+
+    def take_process(self, counts, timeout):
+        """Wait until the process channels' messages counted in counts ({"stdout": n,
+        "stderr": m}, as a status's process_stdout/process_stderr) are in the store;
+        False if they did not come within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        taken = self.process_counts
+        while True:
+            with self.cond:
+                if all(taken[name] >= counts.get(name, 0) for name in STREAMS):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.order.closed and not self.order.pending and not
+                                      any(c.pending for c in self.process.values())):
+                    return False
+                if self.pulling:
+                    self.cond.wait(remaining)
+                    continue
+                self.pulling = True
+            try:
+                # Past HELD_CHARS only these: a status must not wait for readers.
+                self._pull(remaining, only_process=self.size >= HELD_CHARS)
+            finally:
+                with self.cond:
+                    self.pulling = False
+                    self.cond.notify_all()
 
 
 class StreamView:

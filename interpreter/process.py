@@ -4,6 +4,11 @@ What the kernel process writes to its stdout/stderr pipes (C code,
 `os.system`, child processes, fatal error messages) is delivered on the same
 receiving channels as its output over the connection, with `inject()`.
 
+HubProcess is the hub of a shared kernel this client spawned: it reads the
+hub's one line (where the kernel is), and ends both process groups on kill().
+The hub drains the kernel's pipes itself; once it has written its line, this
+client reads nothing from it.
+
 Threads. One daemon thread per client process (Drainer) watches, with
 `selectors`, the pipes of every kernel process, and each process itself (a
 pidfd where the OS has them, else a poll every 0.1 s), so a death is noticed
@@ -11,15 +16,17 @@ at once. No thread per kernel.
 """
 
 import codecs
+import json
 import os
 import selectors
 import signal
 import subprocess
 import threading
+import time
 
 from channels import interrupts
 
-__all__ = ["KernelProcess", "USE_PIDFD"]
+__all__ = ["KernelProcess", "HubProcess", "HubStartError", "USE_PIDFD"]
 
 # Bytes asked of one read() of a kernel's pipe.
 PIPE_READ = 65536
@@ -117,6 +124,103 @@ class KernelProcess:
     def forget(self):
         """Stop watching the process (the client calls this once it has exited)."""
         self.drainer.remove(self)
+
+
+class HubStartError(Exception):
+    """The hub did not say where its kernel is: .output holds what it printed."""
+
+    def __init__(self, message, output=""):
+        super().__init__(message)
+        self.output = output
+
+
+class HubProcess:
+    """The hub process of a shared kernel this client spawned (start_new_session).
+
+    Raises OSError if it cannot start. read_line() waits for its one line.
+    """
+
+    # Bytes of the hub's output kept for an error message.
+    KEEP = 65536
+
+    def __init__(self, args, env, cwd):
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.pid = self.proc.pid
+        self.kernel_pid = None
+
+    def read_line(self, timeout):
+        """The hub's line (a dict: connection_file, port, readonly_port, kernel_pid,
+        hub_pid); HubStartError with what it printed if it reports an error, ends,
+        or says nothing within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        data = {self.proc.stdout: b"", self.proc.stderr: b""}
+        with selectors.DefaultSelector() as selector:
+            for pipe in data:
+                selector.register(pipe, selectors.EVENT_READ)
+            while b"\n" not in data[self.proc.stdout]:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.get_map():
+                    break
+                for key, _ in selector.select(remaining):
+                    chunk = os.read(key.fileobj.fileno(), PIPE_READ)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        if key.fileobj is self.proc.stdout:
+                            break
+                    data[key.fileobj] = (data[key.fileobj] + chunk)[-self.KEEP:]
+                if self.proc.stdout not in selector.get_map() and \
+                        b"\n" not in data[self.proc.stdout]:
+                    break
+        line, _, rest = data[self.proc.stdout].partition(b"\n")
+        output = (rest + data[self.proc.stderr]).decode("utf-8", "replace").strip()
+        self._close_pipes()
+        try:
+            message = json.loads(line.decode("utf-8", "replace")) if line else None
+        except ValueError:
+            message = None
+        if isinstance(message, dict) and "error" in message:
+            raise HubStartError("the hub refused: %s" % (message["error"],), output)
+        if not (isinstance(message, dict) and isinstance(message.get("kernel_pid"), int)
+                and isinstance(message.get("connection_file"), str)):
+            code = self.proc.poll()
+            if code is not None:
+                problem = "the hub exited with code %s before its kernel was ready" % code
+            elif not line:
+                problem = "the hub did not report its kernel within %g s" % timeout
+            else:
+                problem = "the hub wrote something else than its line: %r" % (line[:200],)
+            raise HubStartError(problem, (line.decode("utf-8", "replace") + "\n" + output)
+                                .strip() if message is None and line else output)
+        self.kernel_pid = message["kernel_pid"]
+        return message
+
+    def _close_pipes(self):
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def wait(self, timeout):
+        """Wait until the hub has exited (it is then reaped); False on timeout."""
+        try:
+            self.proc.wait(max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self):
+        """SIGKILL the kernel's process group and the hub's, and reap the hub."""
+        for pid in (self.kernel_pid, self.pid):
+            if pid is not None:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self.wait(1.0)
+        self._close_pipes()
 
 
 class Drainer:

@@ -43,6 +43,7 @@ class FromKernel(IntEnum):
     PROCESS_STDOUT = 5   # text: what the kernel process wrote to its fd 1 (C code, children)
     PROCESS_STDERR = 6   # text: ... to its fd 2
     SESSION = 7          # JSON messages of the hub: welcome, kernel state, clients, refusals
+    PEER_INPUT = 8       # JSON: what another client sends to run, in the output's order
 
 
 # ORDER records: the digit of each message, "0" STDOUT or "1" STDERR, e.g. "010".

@@ -28,14 +28,24 @@ class Pump:
 
     At most one thread reads at a time; it hands each message to handle()
     with cond held and wakes the others, who check their condition and take
-    over the reading when it returns.
+    over the reading when it returns. prepare(message), if given, is called
+    first, without cond (it may wait: a shared kernel's status waits for the
+    process output it counts).
     """
 
-    def __init__(self, channel, handle, cond):
+    def __init__(self, channel, handle, cond, prepare=None, side=None, wait_any=None):
         self.channel = channel
         self.handle = handle
         self.cond = cond
+        self.prepare = prepare
         self.reading = False
+        # side: another Pump whose (rare) messages are handled whenever this one
+        # reads, and that a blocking read of this one also waits for (wait_any:
+        # the connection's Channels.wait_any). A thread of its own blocked on that
+        # channel would hold the connection's read role, and every message of
+        # this channel would then need a hand-off between threads.
+        self.side = side
+        self.wait_any = wait_any
 
     def wait(self, predicate, deadline):
         """True once predicate() (checked with cond held) holds; False at deadline."""
@@ -54,7 +64,9 @@ class Pump:
                 self.reading = True
             message = ""
             try:
-                message = self.channel.read_one(True if remaining is None else remaining)
+                message = self._read(remaining)
+                if message and self.prepare is not None:
+                    self.prepare(message)
             finally:
                 with cond:
                     self.reading = False
@@ -62,8 +74,24 @@ class Pump:
                         self.handle(message)
                     cond.notify_all()
 
+    def _read(self, remaining):
+        """A message of the channel, waiting as remaining says ('' if none came);
+        with a side pump, '' also when only a side message came (handled)."""
+        side = self.side
+        if side is None:
+            return self.channel.read_one(True if remaining is None else remaining)
+        side.poll()
+        message = self.channel.read_one(False)
+        if message or (self.channel.closed and not self.channel.pending):
+            return message
+        self.wait_any([self.channel, side.channel], remaining)
+        side.poll()
+        return self.channel.read_one(False)
+
     def poll(self):
         """Handle the messages already here, unless another thread is reading."""
+        if self.side is not None:
+            self.side.poll()
         if not self.channel.pending:
             return
         with self.cond:
@@ -75,6 +103,8 @@ class Pump:
                 message = self.channel.read_one(False)
                 if not message:
                     return
+                if self.prepare is not None:
+                    self.prepare(message)
                 with self.cond:
                     self.handle(message)
         finally:

@@ -8,13 +8,23 @@ around every call.
 The client's status differs from the last message in two ways: "dead" once
 the process has exited, and "busy" while an execute request sent to a ready
 kernel has not been answered (the kernel will be busy with it).
+
+Shared kernels (shared=True): statuses of other clients' runs carry "peer"
+(docs/protocol.md, "Shared kernels"). They are the kernel's state, so they set
+the status, but they never answer this client's requests: this client's
+console lines are counted (`lines`) until a ready without "peer" answers each,
+and while any is unanswered a ready reads as "busy". `peer` is the client
+number of the last status's run (None: ours, or nobody's).
 """
 
 from . import protocol
 
-__all__ = ["STARTING", "DEAD", "IDLE", "StatusTracker"]
+__all__ = ["STARTING", "DEAD", "DETACHED", "IDLE", "StatusTracker"]
 
-STARTING, DEAD = "starting", "dead"
+STARTING, DEAD, DETACHED = "starting", "dead", "detached"
+# Not from the kernel: the client's own record that the hub refused a console line
+# of this (read-only) client, so no ready will answer it.
+REFUSED = "refused"
 # Statuses in which the kernel waits for the client.
 IDLE = (protocol.READY, protocol.INPUT, protocol.DEBUG)
 
@@ -26,8 +36,9 @@ class StatusTracker:
     client delivers the output of the process's pipes first).
     """
 
-    def __init__(self, before_idle=None):
+    def __init__(self, before_idle=None, shared=False):
         self.before_idle = before_idle
+        self.shared = shared
         self.raw_status = STARTING    # from the last status message
         self.prompt = ""
         self.password = False
@@ -39,13 +50,16 @@ class StatusTracker:
         self.outstanding = set()      # execute ids sent and not yet answered
         self.started = set()          # execute ids the kernel said it began (busy)
         self.serial = 0               # status messages handled so far
+        self.peer = None              # shared: the client whose run the last status is of
+        self.lines = 0                # shared: our console lines not answered yet
+        self.detached = False         # shared: this client left (see detach)
 
     @property
     def status(self):
         """"starting", "ready", "busy", "input", "debug" or "dead"."""
         if self.dead:
-            return DEAD
-        if self.raw_status == protocol.READY and self.outstanding:
+            return DETACHED if self.detached else DEAD
+        if self.raw_status == protocol.READY and (self.outstanding or self.lines):
             return protocol.BUSY   # an execute request is on its way
         return self.raw_status
 
@@ -59,6 +73,8 @@ class StatusTracker:
         self.serial += 1
         if status in IDLE and self.before_idle is not None:
             self.before_idle()
+        if self.shared:
+            self._shared(status, message)
         handler = self._HANDLERS.get(status)
         if handler is not None and handler(self, message) is not False:
             self.raw_status = status
@@ -89,6 +105,14 @@ class StatusTracker:
         self.announced_exit = message.get("exit_code", 0)
         return False   # the status stays until the process is seen to end
 
+    def _shared(self, status, message):
+        """What a status of a shared kernel tells besides the kernel's state."""
+        peer = message.get("peer")
+        self.peer = peer if isinstance(peer, int) and not isinstance(peer, bool) else None
+        if self.peer is None and self.lines and message.get("id") is None and (
+                status == protocol.READY or status == REFUSED):
+            self.lines -= 1   # the answer to our oldest console line (or its refusal)
+
     _HANDLERS = {
         protocol.READY: _ready,
         protocol.BUSY: _busy,
@@ -105,8 +129,13 @@ class StatusTracker:
 
     def sent_line(self):
         """A line went to the kernel's stdin: it is busy with it (unless dead)."""
-        if not self.dead:
-            self.raw_status = protocol.BUSY
+        if self.dead:
+            return
+        if self.shared and not (self.raw_status in (protocol.INPUT, protocol.DEBUG)
+                                and self.peer is None):
+            self.lines += 1   # a console line (not the answer to our run's prompt)
+            return
+        self.raw_status = protocol.BUSY
 
     def watch(self, ident):
         """Keep the ready message that answers execute id ident (see result)."""
@@ -130,4 +159,9 @@ class StatusTracker:
                     and not self.started & self.outstanding)
 
     def died(self):
+        self.dead = True
+
+    def detach(self):
+        """This client left a shared kernel: as dead for every wait, status "detached"."""
+        self.detached = True
         self.dead = True

@@ -645,3 +645,36 @@ def test_a_write_during_the_handshake_does_not_break_it(make):
     text = b"queued before the peer is proven"
     assert header[3] == 0 and peer.recv(len(text), socket.MSG_WAITALL) == text
     peer.close()
+
+
+def test_close_gives_up_on_a_peer_that_reads_nothing_without_spinning(make):
+    host = make()
+    port = host.host()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # fills at once
+    sock.connect(("127.0.0.1", port))
+    handshake = Handshake(KEY, CONNECTOR, 2 ** 20, 2 ** 24)   # credit: 16 MiB
+    sock.sendall(handshake.start())
+    while not handshake.done:
+        reply = handshake.feed(sock.recv(handshake.needed))
+        if reply:
+            sock.sendall(reply)
+    assert host.wait_connected(T)
+    sender = host.get_sending_channel(0)
+    for _ in range(8):
+        sender.write(b"x" * (1024 * 1024))   # credit for it all; the socket takes little
+    spent = []
+
+    def close():
+        cpu = time.thread_time()
+        host.close(timeout=1.0)
+        spent.append(time.thread_time() - cpu)
+    closer = threading.Thread(target=close)
+    closer.start()
+    try:
+        closer.join(T)   # before the fix it spun for as long as the peer read nothing
+        assert not closer.is_alive(), "close(timeout=1.0) did not return"
+        assert spent[0] < 0.5   # it waited on the socket, it did not spin
+    finally:
+        sock.close()   # (a close that spins ends with the connection)
+        closer.join(T)

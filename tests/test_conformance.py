@@ -561,3 +561,63 @@ def test_goaway_from_the_client_is_a_lost_connection(session):
     client.wait(lambda: client.closed, what="the socket to close")
     assert client.take(STATUS) == []
     assert kernel.wait() == 1
+
+
+# -- a shared kernel, from the "Shared kernels" section alone ---------------------------
+
+SESSION_IN, PROCESS_STDOUT, SESSION_OUT = 3, 5, 7
+
+
+def test_a_client_attaches_to_a_hub_from_the_spec():
+    """Start a hub as documented, attach from its connection file as the connector,
+    run code, see the process output counted, end the kernel with SESSION terminate."""
+    import subprocess
+    import time
+    key = os.urandom(32)
+    env = dict(os.environ, INTERPRETER_KEY=key.hex(),
+               PYTHONPATH=wire.ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    hub = subprocess.Popen([sys.executable, "-m", "interpreter.hub", "--python", sys.executable,
+                            "--listen", "127.0.0.1:0"], cwd=wire.ROOT, env=env,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, start_new_session=True)
+    sock = None
+    try:
+        import select
+        assert select.select([hub.stdout], [], [], wire.TIMEOUT)[0], "the hub printed nothing"
+        line = json.loads(hub.stdout.readline())   # the hub prints it once it is ready
+        with open(line["connection_file"]) as file:
+            info = json.load(file)
+        assert oct(os.stat(line["connection_file"]).st_mode & 0o777) == "0o600"
+        assert info["port"] == line["port"] and bytes.fromhex(info["key"]) == key
+        sock = socket.create_connection((info["address"], info["port"]), timeout=wire.TIMEOUT)
+        hello, verdict = wire.handshake(sock, key, role=wire.CONNECTOR)
+        assert hello["proof_held"] and verdict == 1
+        client = wire.WireClient(None, sock, hello)
+        welcome = json.loads(client.next_message(SESSION_OUT))
+        assert welcome["type"] == "welcome" and welcome["kernel_pid"] == info["kernel_pid"]
+        assert welcome["readonly"] is False and welcome["kernel"] == "connected"
+        first = client.next_status()
+        assert first["status"] == "ready" and "peer" not in first
+        client.send_json(CONTROL, {"type": "execute", "id": "mine", "lineno": 1,
+                                   "filename": None, "source":
+                                   "import os\nprint('py')\nn = os.write(1, b'C\\n')"})
+        statuses = client.statuses_until(lambda s: s["status"] == "ready")
+        assert [s["status"] for s in statuses] == ["busy", "ready"]
+        assert statuses[-1]["id"] == "mine" and statuses[-1]["error"] is None
+        assert statuses[-1]["process_stdout"] == 1   # the C output comes before the ready
+        client.wait(lambda: client.messages.get(PROCESS_STDOUT), what="the process output")
+        assert client.messages[PROCESS_STDOUT] == ["C\n"]
+        client.wait(lambda: client.completed.get(STDOUT), what="the output")
+        assert client.take(STDOUT) == ["py\n"]
+        client.send_json(SESSION_IN, {"type": "terminate"})
+        client.wait(lambda: client.closed or client.goaway, what="the end")
+        assert hub.wait(wire.TIMEOUT) == 0
+        assert not os.path.exists(line["connection_file"])
+    finally:
+        if sock is not None:
+            sock.close()
+        if hub.poll() is None:
+            os.killpg(hub.pid, 9)
+            hub.wait(wire.TIMEOUT)
+        hub.stdout.close()
+        hub.stderr.close()

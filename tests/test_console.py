@@ -268,6 +268,36 @@ def test_pty_ctrl_c_interrupts_the_kernel_and_clears_the_line(term):
     assert t.wait() == 0
 
 
+def test_pty_ctrl_c_at_an_idle_prompt_is_the_repls(term):
+    # CPython's REPL: a line of its own with KeyboardInterrupt, a new prompt at once.
+    t = term()
+    t.wait_for_keyboard()
+    t.send("\x03")
+    t.expect(r"\nKeyboardInterrupt\r?\n>>> ")
+    t.send("print('typed right after')\n")
+    t.expect(r"\ntyped right after\r?\n>>> ")
+
+
+def test_pty_output_that_comes_while_typing_goes_above_the_line(term, tmp_path):
+    go = tmp_path / "go"
+    t = term()
+    t.send("import os, threading, time\n")
+    t.expect(">>> ")
+    t.send("p = %r\n" % str(go))
+    t.expect(">>> ")
+    t.send("threading.Thread(target=lambda: ([time.sleep(0.01) for _ in iter(lambda: "
+           "os.path.exists(p), True)], print('later'))).start()\n")
+    t.expect(">>> ")
+    t.send("x = 'ab")
+    t.expect("x = 'ab")
+    go.touch()
+    t.expect(r"later\r?\n>>> x = 'ab")   # the output above, the prompt and the line again
+    t.send("c'\n")
+    t.expect(">>> ")
+    t.send("x\n")
+    t.expect(r"'abc'")
+
+
 def test_pty_ctrl_c_at_ps2_drops_the_statement(term):
     t = term()
     t.send("for i in range(3):\n")

@@ -84,3 +84,46 @@ def test_take_key_removes_the_variables():
     assert environ == {"OTHER": "o"}
     assert take_key({protocol.ENV_KEY: "not hex"}) == b""
     assert take_key({}) == b""
+
+
+# -- the hub of a shared kernel ---------------------------------------------------
+
+from interpreter.launch import HUB_BOOTSTRAP, format_listen, hub_command, parse_listen
+
+
+def test_minimal_hub_command():
+    args = hub_command("/usr/bin/python3", cwd="/work")
+    assert args == ["/usr/bin/python3", "-c", HUB_BOOTSTRAP, "--python", "/usr/bin/python3",
+                    "--listen", "127.0.0.1:0", "--cwd", "/work"]
+    assert "interpreter.hub.main(sys.argv[1:])" in HUB_BOOTSTRAP
+    assert "sys.path.append(%r)" % PACKAGE_ROOT in HUB_BOOTSTRAP
+
+
+def test_every_hub_setting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = hub_command("py", listen=("0.0.0.0", 7000), persistent=True,
+                       tls=("c.pem", "/k.pem"), cwd="/a", path0="/p", gui="tk",
+                       startup="s.py", argv=["x", 1])
+    assert args[3:] == ["--python", "py", "--listen", "0.0.0.0:7000", "--persistent",
+                        "--tls-cert", str(tmp_path / "c.pem"), "--tls-key", "/k.pem",
+                        "--cwd", "/a", "--path0", "/p", "--gui", "tk",
+                        "--startup", str(tmp_path / "s.py"), "--", "x", "1"]
+
+
+def test_hub_command_never_holds_the_key():
+    args = hub_command("py", cwd="/")
+    env = kernel_environment({}, None, b"\x01\x02")
+    assert env[protocol.ENV_KEY] == "0102" and not any("0102" in a for a in args[3:])
+
+
+@pytest.mark.parametrize("host, port, text", [
+    ("127.0.0.1", 0, "127.0.0.1:0"), ("::1", 5, "[::1]:5"), ("localhost", 80, "localhost:80")])
+def test_listen_round_trip(host, port, text):
+    assert format_listen(host, port) == text
+    assert parse_listen(text) == (host, port)
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1", ":80", "h:x", "h:70000", ""])
+def test_bad_listen(text):
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_listen(text)

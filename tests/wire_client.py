@@ -140,24 +140,26 @@ def recv_exactly(sock, size, deadline):
 
 
 def handshake(sock, key, window=OUR_WINDOW, max_message=OUR_MAX_MESSAGE,
-              verdict=None, timeout=TIMEOUT):
-    """Run the handshake as the host (role 0).
+              verdict=None, timeout=TIMEOUT, role=HOST):
+    """Run the handshake as the host (role 0; a kernel connects to us) or as the
+    connector (role 1; we connect to a shared kernel's hub).
 
     Returns (peer_hello fields as a dict, peer_verdict). `verdict` forces the
-    verdict we send (default: whether the kernel's proof held).
+    verdict we send (default: whether the peer's proof held).
     """
     deadline = time.monotonic() + timeout
     nonce = os.urandom(32)
-    sock.sendall(HELLO.pack(MAGIC, VERSION, HOST, nonce, max_message, window))
-    magic, version, role, peer_nonce, peer_max, peer_window = HELLO.unpack(
+    peer_role = CONNECTOR if role == HOST else HOST
+    sock.sendall(HELLO.pack(MAGIC, VERSION, role, nonce, max_message, window))
+    magic, version, their_role, peer_nonce, peer_max, peer_window = HELLO.unpack(
         recv_exactly(sock, HELLO.size, deadline))
-    hello = dict(magic=magic, version=version, role=role, nonce=peer_nonce,
+    hello = dict(magic=magic, version=version, role=their_role, nonce=peer_nonce,
                  max_message=peer_max, window=peer_window)
-    if magic != MAGIC or version != VERSION or role != CONNECTOR:
-        raise WireError("bad HELLO from the kernel: %r" % (hello,))
-    sock.sendall(proof(key, HOST, peer_nonce, nonce))
+    if magic != MAGIC or version != VERSION or their_role != peer_role:
+        raise WireError("bad HELLO from the peer: %r" % (hello,))
+    sock.sendall(proof(key, role, peer_nonce, nonce))
     peer_proof = recv_exactly(sock, 32, deadline)
-    held = hmac.compare_digest(peer_proof, proof(key, CONNECTOR, nonce, peer_nonce))
+    held = hmac.compare_digest(peer_proof, proof(key, peer_role, nonce, peer_nonce))
     sock.sendall(bytes([held if verdict is None else verdict]))
     peer_verdict = recv_exactly(sock, 1, deadline)[0]
     hello["proof_held"] = held
@@ -198,8 +200,9 @@ class WireClient:
         self.pipes = {"stdout": b"", "stderr": b""}
         self.selector = selectors.DefaultSelector()
         self.selector.register(sock, selectors.EVENT_READ, "socket")
-        self.selector.register(kernel.proc.stdout, selectors.EVENT_READ, "stdout")
-        self.selector.register(kernel.proc.stderr, selectors.EVENT_READ, "stderr")
+        if kernel is not None:   # None: attached to a hub, no pipes of ours
+            self.selector.register(kernel.proc.stdout, selectors.EVENT_READ, "stdout")
+            self.selector.register(kernel.proc.stderr, selectors.EVENT_READ, "stderr")
         self.out = bytearray()               # bytes waiting for the socket to take them
 
     # -- sending ------------------------------------------------------------
