@@ -129,7 +129,7 @@ def main(argv=None):
     except OSError as error:
         _fail("cannot listen on %s:%s: %s" % (host, port, error))
     hub = Hub(options, key, readonly_key, tls_context, _debug_writer())
-    if hub._debug is not None and hasattr(signal, "SIGUSR1"):
+    if hub.debugging and hasattr(signal, "SIGUSR1"):
         import faulthandler
         faulthandler.register(signal.SIGUSR1)   # the threads' stacks, for debugging
     signal.signal(signal.SIGTERM, _stop)
@@ -162,7 +162,7 @@ def main(argv=None):
         _say({"connection_file": hub.path, "port": info["port"],
               "readonly_port": info["readonly_port"], "kernel_pid": hub.kernel.pid,
               "hub_pid": os.getpid()})
-        _detach_from_spawner(keep_stderr=hub._debug is not None)
+        _detach_from_spawner(keep_stderr=hub.debugging)
         reason = hub.run()
     except _Stop as stop:
         reason = str(stop)

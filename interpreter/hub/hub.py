@@ -86,6 +86,11 @@ class Hub:
 
     # -- diagnostics ----------------------------------------------------------------
 
+    @property
+    def debugging(self):
+        """INTERPRETER_DEBUG is set: the hub traces to its stderr."""
+        return self._debug is not None
+
     def debug(self, message, *args):
         if self._debug is not None:
             self._debug(message % args if args else message)
