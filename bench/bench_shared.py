@@ -10,6 +10,13 @@
   kernel prints in a thread and another client, attached, reads nothing
   (its process is stopped), against the same with no second client.
 Prints medians and ratios against the reference measured in the same run.
+
+Figures (--quick, 2 noisy cores, 2026-12-02): run('pass') through the hub
+0.91-1.10 ms against 0.51-0.52 ms unshared (1.75-2.2x; the hub's two hops
+cost ~340 us of its CPU per run); fan-out 38-70 MB/s per client to 10
+clients against 72-316 MB/s to one (12 processes on 2 cores); completions
+with a stalled client 1.28x (after the fix to Channels.close(), which spun on
+the stalled client's full socket: 2-5x before).
 """
 
 import json
