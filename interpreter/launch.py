@@ -42,8 +42,13 @@ def kernel_command(python, port, cwd=None, path0=None, gui=None, startup=None, a
     cwd (default: ours) and startup are made absolute: the process starts in
     PACKAGE_ROOT and changes to cwd itself. argv None keeps the kernel's default [""].
     """
-    args = [python, "-c", BOOTSTRAP, "--address", address,
-            "--port", str(port), "--cwd", os.path.abspath(cwd or os.getcwd())]
+    return ([python, "-c", BOOTSTRAP, "--address", address, "--port", str(port)]
+            + _kernel_settings(cwd, path0, gui, startup, argv))
+
+
+def _kernel_settings(cwd, path0, gui, startup, argv):
+    """The kernel's own arguments (the hub passes them on): --cwd ... -- argv."""
+    args = ["--cwd", os.path.abspath(cwd or os.getcwd())]
     if path0 is not None:
         args += ["--path0", path0]
     if gui:
@@ -106,13 +111,4 @@ def hub_command(python, listen=("127.0.0.1", 0), persistent=False, tls=None, cwd
     if tls is not None:
         certfile, keyfile = tls
         args += ["--tls-cert", os.path.abspath(certfile), "--tls-key", os.path.abspath(keyfile)]
-    args += ["--cwd", os.path.abspath(cwd or os.getcwd())]
-    if path0 is not None:
-        args += ["--path0", path0]
-    if gui:
-        args += ["--gui", gui]
-    if startup:
-        args += ["--startup", os.path.abspath(startup)]
-    if argv is not None:
-        args += ["--"] + [str(arg) for arg in argv]
-    return args
+    return args + _kernel_settings(cwd, path0, gui, startup, argv)

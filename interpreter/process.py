@@ -37,6 +37,25 @@ POLL_INTERVAL = 0.1
 USE_PIDFD = hasattr(os, "pidfd_open")
 
 
+def read_available(fd, decoder, until_empty=False):
+    """What the non-blocking pipe fd holds now (one read, or until_empty all of
+    it), decoded by decoder (incremental): (text, ended at EOF)."""
+    parts = []
+    while True:
+        try:
+            data = os.read(fd, PIPE_READ)
+        except (BlockingIOError, InterruptedError):
+            return "".join(parts), False
+        except OSError:
+            data = b""
+        if not data:
+            parts.append(decoder.decode(b"", final=True))
+            return "".join(parts), True
+        parts.append(decoder.decode(data))
+        if not until_empty:
+            return "".join(parts), False
+
+
 class KernelProcess:
     """The process of one kernel: its pipes, its exit code, its process group.
 
@@ -78,21 +97,11 @@ class KernelProcess:
             if entry is None:
                 return
             decoder, channel, pipe = entry
-            while True:
-                try:
-                    data = os.read(fd, PIPE_READ)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    data = b""
-                if not data:
-                    del self.pipes[fd]
-                    channel.inject(decoder.decode(b"", final=True))
-                    self.drainer.forget(fd, pipe)
-                    return
-                channel.inject(decoder.decode(data))
-                if not until_empty:
-                    return
+            text, ended = read_available(fd, decoder, until_empty)
+            channel.inject(text)
+            if ended:
+                del self.pipes[fd]
+                self.drainer.forget(fd, pipe)
 
     # -- exit and ending ------------------------------------------------------------
 

@@ -21,11 +21,11 @@ import threading
 from channels import Channels, ChannelsError, interrupts
 
 from ..launch import PACKAGE_ROOT, kernel_command, kernel_environment
+from ..process import read_available
 from ..protocol import FromKernel
 
 __all__ = ["KernelSide"]
 
-PIPE_READ = 65536
 READ_CHANNELS = (FromKernel.ORDER, FromKernel.STDOUT, FromKernel.STDERR, FromKernel.STATUS,
                  FromKernel.INTROSPECT)
 OUTPUT_CHANNELS = (FromKernel.STDOUT, FromKernel.STDERR)
@@ -166,20 +166,10 @@ class KernelSide:
             if entry is None:
                 return
             decoder, channel, pipe = entry
-            while True:
-                try:
-                    data = os.read(fd, PIPE_READ)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    data = b""
-                if not data:
-                    del self.pipes[fd]   # closed by join(), after the selector let go
-                    self.hub.from_process(channel, decoder.decode(b"", final=True))
-                    return
-                self.hub.from_process(channel, decoder.decode(data))
-                if not until_empty:
-                    return
+            text, ended = read_available(fd, decoder, until_empty)
+            if ended:
+                del self.pipes[fd]   # closed by join(), after the selector let go
+            self.hub.from_process(channel, text)
 
     def _pipe_loop(self):
         interrupts.block_in_this_thread()
