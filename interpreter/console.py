@@ -664,9 +664,16 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
             parser.error("no such file: %s" % path)
         kernel_argv = [path]
         path0 = os.path.dirname(os.path.abspath(path))
+    # As the REPL: PYTHONSTARTUP runs before the first prompt of an interactive
+    # session (a terminal, or -i), never with a FILE.
+    startup = os.environ.get("PYTHONSTARTUP")
+    if not (startup and path is None and os.path.isfile(startup)
+            and (args.interactive or _isatty(stdin if stdin is not None else sys.stdin))):
+        startup = None
     try:
         kernel = Kernel.spawn(python=args.python, cwd=args.cwd, gui=args.gui, argv=kernel_argv,
-                              path0=path0, shared=args.shared, persistent=args.persistent)
+                              path0=path0, shared=args.shared, persistent=args.persistent,
+                              startup=startup)
     except KernelError as error:
         stderr.write("python -m interpreter: %s\n" % error)
         return 1

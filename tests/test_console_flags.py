@@ -177,3 +177,20 @@ def test_i_on_pipes_asks_no_restart_when_the_kernel_dies():
     assert r.returncode == 3
     assert r.stdout == ""
     assert r.stderr == ">>> Kernel died (exit code 3).\n"   # piped lines are no answer
+
+
+def test_pythonstartup_runs_in_interactive_mode_only(tmp_path):
+    # As python -i: before the first prompt with -i (or a terminal), not when piped.
+    startup = tmp_path / "startup.py"
+    startup.write_text("started = 6 * 7\n")
+    env = dict(ENV, PYTHONSTARTUP=str(startup))
+    run = lambda *args: subprocess.run(   # noqa: E731
+        [sys.executable, "-m", "interpreter"] + list(args), input="print(started)\n",
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=ROOT)
+    reference = subprocess.run([sys.executable, "-i", "-q"], input="print(started)\n",
+                               capture_output=True, text=True, timeout=TIMEOUT, env=env,
+                               cwd=ROOT)
+    r = run("-i", "-q")
+    assert (r.stdout, r.stderr) == (reference.stdout, reference.stderr) == ("42\n", ">>> >>> \n")
+    r = run()
+    assert "NameError: name 'started' is not defined" in r.stderr
