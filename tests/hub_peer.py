@@ -89,6 +89,9 @@ class Peer:
             if not stalled:
                 self.thread = threading.Thread(target=self._read, daemon=True)
                 self.thread.start()
+                # Attached once welcomed: peers made one after the other get the
+                # client numbers 1, 2, ... in that order (the tests count on it).
+                self.number = self.session_message(lambda m: m.get("type") == "welcome")["client"]
 
     def _read(self):
         receivers = [self.channels.get_receiving_channel(i) for i in FromKernel]
