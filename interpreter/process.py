@@ -158,6 +158,7 @@ class HubProcess:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self.pid = self.proc.pid
         self.kernel_pid = None
+        self.connection_file = None
 
     def read_line(self, timeout):
         """The hub's line (a dict: connection_file, port, readonly_port, kernel_pid,
@@ -203,6 +204,7 @@ class HubProcess:
             raise HubStartError(problem, (line.decode("utf-8", "replace") + "\n" + output)
                                 .strip() if message is None and line else output)
         self.kernel_pid = message["kernel_pid"]
+        self.connection_file = message["connection_file"]
         return message
 
     def _close_pipes(self):
@@ -221,7 +223,8 @@ class HubProcess:
         return True
 
     def kill(self):
-        """SIGKILL the kernel's process group and the hub's, and reap the hub."""
+        """SIGKILL the kernel's process group and the hub's, reap the hub, and
+        remove the connection file it can no longer remove itself."""
         for pid in (self.kernel_pid, self.pid):
             if pid is not None:
                 try:
@@ -230,6 +233,11 @@ class HubProcess:
                     pass
         self.wait(1.0)
         self._close_pipes()
+        if self.connection_file is not None:
+            try:
+                os.unlink(self.connection_file)
+            except OSError:   # gone already (the hub ended first)
+                pass
 
 
 class Drainer:

@@ -240,6 +240,7 @@ def test_kill_ends_kernel_and_hub(kernels):
     k.kill()
     assert wait_until(lambda: not any(alive(pid) for pid in pids))
     assert k.wait_status(["dead"], T) == "dead"
+    assert not os.path.exists(k.connection_file)   # the killed hub could not remove it
 
 
 @needs_hub
