@@ -71,8 +71,9 @@ def force_end(pids):
 @pytest.fixture
 def kernels():
     """spawn(**options) and connect(path, **options); at the end every client leaves,
-    every spawned kernel is killed, and any process left is SIGKILLed."""
-    made, pids = [], []
+    every spawned kernel is killed, and any process left is SIGKILLed (and its
+    connection file removed)."""
+    made, pids, paths = [], [], []
 
     class Make:
         @staticmethod
@@ -82,6 +83,7 @@ def kernels():
             kernel = Kernel.spawn(**options)
             made.append(kernel)
             pids.extend([kernel.pid, hub_pid(kernel)])
+            paths.append(kernel.connection_file)
             return kernel
 
         @staticmethod
@@ -102,6 +104,8 @@ def kernels():
         except KernelError:
             pass
     force_end(pids)
+    for path in paths:
+        connfile.remove(path)
 
 
 def collect(kernel, wanted, timeout=T):
