@@ -56,7 +56,7 @@ from .errors import ChannelsError, ConnectionClosed, MessageTooLarge, ProtocolEr
 from .frames import (HEADER, NUM_CHANNELS, MAX_FRAGMENT, SMALL_PAYLOAD, VERSION as _VERSION, CloseCode,
                      Decoder, Flags, FrameType, decode_goaway, decode_u32, decode_u64,
                      encode_frame, encode_goaway, encode_ping, encode_window)
-from .establish import Establisher
+from .establish import Establisher, is_loopback, listen
 from .handshake import CONNECTOR, HOST, Handshake
 from .liveness import DEAD, Liveness
 from .poll import Poller, ReadWaiter, drain, wait
@@ -128,14 +128,6 @@ def _wake_pair():
     for sock in pair:
         sock.setblocking(False)
     return pair
-
-
-def _is_loopback(address):
-    import ipaddress
-    try:
-        return address == "localhost" or ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 class Channels:
@@ -260,17 +252,9 @@ class Channels:
 
     def host(self, port=0, address="127.0.0.1"):
         """Listen on address:port; the peer is accepted in the background. Returns the port."""
-        if not self._key and not _is_loopback(address):
+        if not self._key and not is_loopback(address):
             raise ValueError("hosting on the non-loopback address %r needs a key" % address)
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((address, port))
-            listener.listen(8)
-        except BaseException:
-            listener.close()
-            raise
+        listener = listen(address, port, 8)
         with self._lock:
             if self._listener or self._sock or self._state == CLOSED:
                 listener.close()

@@ -1,13 +1,38 @@
 """Establishing a connection: the handshake (handshake.py) run over a socket,
 and accepting peers until one passes it. Blocking steps that close() can cut
 short: every wait also watches a wake-up socket, and `closed()` is asked after
-each one.
+each one. Also the listening socket and the loopback test, for Channels.host()
+and for a server that accepts peers itself (a shared kernel's hub).
 """
 
+import socket
 import time
 
 from .errors import AuthenticationError, ChannelsError, ConnectionClosed
 from .poll import wait
+
+
+def is_loopback(address):
+    """Is address ("localhost" or an IP literal) a loopback address?"""
+    import ipaddress
+    try:
+        return address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(address, port, backlog):
+    """A socket listening on address:port (IPv6 when address has a colon)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, port))
+        listener.listen(backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 class Establisher:

@@ -42,16 +42,6 @@ def _stop(signum, frame):
     raise _Stop("the hub got signal %d" % signum)
 
 
-def _is_loopback(host):
-    if host == "localhost":
-        return True
-    import ipaddress
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _say(line):
     sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
@@ -60,20 +50,6 @@ def _say(line):
 def _fail(message):
     _say({"error": message})
     sys.exit(2)
-
-
-def _listen(host, port):
-    import socket
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(64)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _debug_writer():
@@ -92,6 +68,8 @@ def _debug_writer():
 
 def main(argv=None):
     """Run a hub; exits the process (0, or 2 if it could not start)."""
+    from channels.establish import is_loopback, listen
+
     from .. import connfile, protocol
     from .hub import Acceptor, Hub
     from .options import USAGE, UsageError, parse_args
@@ -111,7 +89,7 @@ def main(argv=None):
     host, port = options.listen
     tls_context = None
     if options.tls_cert is None:
-        if not _is_loopback(host):
+        if not is_loopback(host):
             _fail("listening on %s (not loopback) needs --tls-cert and --tls-key" % host)
     else:
         try:
@@ -124,8 +102,8 @@ def main(argv=None):
             _fail("cannot use the TLS certificate: %s" % error)
     readonly_key = os.urandom(32)
     try:
-        listener = _listen(host, port)
-        readonly_listener = _listen(host, 0)
+        listener = listen(host, port, 64)
+        readonly_listener = listen(host, 0, 64)
     except OSError as error:
         _fail("cannot listen on %s:%s: %s" % (host, port, error))
     hub = Hub(options, key, readonly_key, tls_context, _debug_writer())
