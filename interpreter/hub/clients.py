@@ -32,6 +32,9 @@ WAKE_CHANNEL = 127
 REQUEST_CHANNELS = (ToKernel.STDIN, ToKernel.CONTROL, ToKernel.INTROSPECT, ToKernel.SESSION)
 # Seconds closing a client's connection may take to send what is queued to it.
 CLOSE_SECONDS = 2.0
+# While the hub's pause lasts, a sender with nothing left to write waits this
+# long at a time for its connection to hand the rest to the OS.
+FLUSH_SECONDS = 1.0
 
 
 class Client:
@@ -51,7 +54,8 @@ class Client:
         self.backlog_chars = 0
         self.over = False            # past the bound (the hub decides what that means)
         self.events = deque()        # INTERRUPT, or ("drop", reason), for the owner thread
-        self.writing = False         # the sender is in a write (which may block)
+        self.writing = False         # the sender is in a write or flush (which may block)
+        self.report_asked = False    # the hub waits to learn when this client caught up
         self.ended = False           # the sender stops
         self.thread = threading.Thread(target=self.run, daemon=True,
                                        name="hub-client")
@@ -184,23 +188,59 @@ class Client:
 
     # -- the sender thread ----------------------------------------------------------------
 
+    def ask_report(self):
+        """The hub paused the kernel's output: report (backlog_drained) once caught
+        up, even if nothing more comes to send (hub lock held)."""
+        with self.lock:
+            self.report_asked = True
+            self.cond.notify()
+
+    def held(self):
+        """Characters of output the hub still holds for this client: its backlog and
+        what its connection has not handed to the OS yet (a stalled client's
+        connection takes a window of megabytes at once, so its backlog alone would
+        look as if it kept up)."""
+        unsent = 0
+        for index in BACKLOG_CHANNELS:
+            try:
+                unsent += self.channels.get_sending_channel(index).unsent
+            except (ChannelsError, ValueError, OSError):
+                pass
+        return self.backlog_chars + unsent
+
     def _send_loop(self):
         interrupts.block_in_this_thread()
         senders = {index: self.channels.get_sending_channel(index) for index in BACKLOG_CHANNELS}
         while True:
             with self.lock:
-                while not self.backlog and not self.ended:
+                while not self.backlog and not self.ended and not self.report_asked:
                     self.cond.wait()
                 if self.ended:
                     return
-                channel, message = self.backlog.popleft()
+                self.report_asked = False
+                item = self.backlog.popleft() if self.backlog else None
                 self.writing = True
             try:
-                senders[channel].write(message)   # blocks while the client is far behind
+                if item is not None:
+                    senders[item[0]].write(item[1])   # blocks while the client is far behind
+                if self.hub.paused and not self.backlog:
+                    self._flush(senders.values())
             except (ChannelsError, ValueError, OSError):
                 return
             with self.lock:
                 self.writing = False
-                self.backlog_chars -= len(message)
-                chars = self.backlog_chars
-            self.hub.backlog_drained(self, chars)
+                if item is not None:
+                    self.backlog_chars -= len(item[1])
+            self.hub.backlog_drained(self)
+
+    def _flush(self, senders):
+        """Wait until the connection has handed all output to the OS, while the
+        hub's pause lasts: then this client has caught up."""
+        for sender in senders:
+            while sender.unsent:
+                try:
+                    sender.flush(FLUSH_SECONDS)
+                    break
+                except TimeoutError:
+                    if self.ended or not self.hub.paused:
+                        return

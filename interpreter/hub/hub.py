@@ -142,6 +142,8 @@ class Hub:
             self.debug("client %s fell behind: kernel output paused", client.number)
             self.paused = True
             self.kernel.pause_output(True)
+            for other in self.clients.values():
+                other.ask_report()   # an idle sender reports once its connection drained
         self._maybe_resume()   # another client keeps up already: the slow one goes
 
     def _drop(self, client, reason):
@@ -150,13 +152,13 @@ class Hub:
         client.drop(reason)
 
     def _maybe_resume(self):
-        """Paused, and some client's backlog is under half the bound, its sender
-        not stuck in a write: the others
-        past the bound go, and the kernel's output flows again."""
+        """Paused, and some client holds under half the bound (its backlog and its
+        connection's unsent output), its sender not in a write: the others past
+        the bound go, and the kernel's output flows again."""
         half = self.backlog_limit // 2
         if not self.paused:
             return
-        if self.clients and not any(not c.over and not c.writing and c.backlog_chars <= half
+        if self.clients and not any(not c.over and not c.writing and c.held() <= half
                                     for c in self.clients.values()):
             return   # (a sender in a write may be blocked: that client is not keeping up)
         for other in list(self.clients.values()):
@@ -228,9 +230,9 @@ class Hub:
         with self.lock:
             self._dispatch(self.router.settle())
 
-    def backlog_drained(self, client, chars):
-        """A client's sender wrote a message; chars are left in its backlog."""
-        if self.paused and chars <= self.backlog_limit // 2:
+    def backlog_drained(self, client):
+        """A client's sender wrote a message (or, paused, flushed its connection)."""
+        if self.paused and client.backlog_chars <= self.backlog_limit // 2:
             with self.lock:
                 self._maybe_resume()
 
