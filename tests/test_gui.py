@@ -51,21 +51,14 @@ def display():
     if xvfb is None:
         pytest.skip("no display: DISPLAY is not set and Xvfb is not installed "
                     "(apt-get install xvfb)")
-    read, write = os.pipe()
-    # -noreset: by default Xvfb resets when its last client leaves, and a client
-    # connecting meanwhile fails (matplotlib's display check, then Qt's, did).
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp", "-noreset"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    os.close(write)
-    try:
-        number = _read_display_number(read, proc)
-    finally:
-        os.close(read)
-    if number is None:
-        proc.kill()
-        proc.wait(XVFB_TIMEOUT)
-        pytest.skip("no display: Xvfb did not start within %s s" % XVFB_TIMEOUT)
+    # Twice, and say what Xvfb said: once in a full local run (not understood)
+    # the GUI tests were all skipped here, so a failed start is no longer silent.
+    for attempt in range(2):
+        proc, number, problem = _start_xvfb(xvfb)
+        if number is not None:
+            break
+    else:
+        pytest.skip("no display: Xvfb did not start within %s s: %s" % (XVFB_TIMEOUT, problem))
     try:
         yield ":" + number
     finally:
@@ -75,6 +68,30 @@ def display():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(XVFB_TIMEOUT)
+
+
+def _start_xvfb(xvfb):
+    """(process, display number, None), or (None, None, what Xvfb said)."""
+    import tempfile
+    read, write = os.pipe()
+    with tempfile.TemporaryFile() as errors:
+        # -noreset: by default Xvfb resets when its last client leaves, and a client
+        # connecting meanwhile fails (matplotlib's display check, then Qt's, did).
+        proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-nolisten", "tcp", "-noreset"],
+                                pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=errors,
+                                start_new_session=True)
+        os.close(write)
+        try:
+            number = _read_display_number(read, proc)
+        finally:
+            os.close(read)
+        if number is not None:
+            return proc, number, None
+        proc.kill()
+        proc.wait(XVFB_TIMEOUT)
+        errors.seek(0)
+        said = errors.read().decode(errors="replace").strip().splitlines()
+        return None, None, " / ".join(said[-3:]) or "exit code %s" % proc.returncode
 
 
 def _read_display_number(fd, proc):
