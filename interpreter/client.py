@@ -579,6 +579,8 @@ class _Session:
     # -- sending --------------------------------------------------------------
 
     def _send(self, channel, text):
+        if self.dead:   # its process may have exited before its connection is seen to end
+            raise KernelError("the kernel is dead", self.exit_code)
         try:
             channel.write(text)
         except (ChannelsError, ValueError, OSError) as error:
