@@ -225,10 +225,12 @@ class SharedOutputStore(OutputStore):
         self.on_peer_input = None
 
     def _take_process(self):
-        """Move one message of the process channels into the store; False if none is here."""
+        """Move the PEER_INPUT messages and one message of the process channels into
+        the store; False if none is here."""
         channel = self.peer_input
+        took = False
         while channel is not None and channel.pending:
-            self._peer_input(channel.read_one(False))
+            took = self._peer_input(channel.read_one(False)) or took
         for name, channel in self.process.items():
             if channel.pending:
                 text = channel.read_one(False)
@@ -240,23 +242,26 @@ class SharedOutputStore(OutputStore):
                         self.items.append((name, text, None))
                         self.size += len(text)
                     return True
-        return False
+        return took   # (a wait now would leave what a PEER_INPUT showed unread)
 
     def _peer_input(self, text):
+        """Show a PEER_INPUT message; True if that put text in the store."""
         handler = self.on_peer_input
         if handler is None or not text:
-            return
+            return False
         try:
             message = json.loads(text)
             shown = handler(message) if isinstance(message, dict) else None
         except Exception:   # bad JSON, or the editor's handler failed: report, go on
             import traceback
             traceback.print_exc()
-            return
+            return False
         if isinstance(shown, str) and shown:
             with self.cond:
                 self.items.append(("stdout", shown, None))
                 self.size += len(shown)
+            return True
+        return False
 
     def _pull(self, block, only_process=False):
         if self._take_process():

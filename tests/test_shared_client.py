@@ -386,3 +386,24 @@ def test_connect_over_tls_on_another_loopback_address(tmp_path):
         for relay in relays:
             relay.close()
         listener.close()
+
+
+def test_a_peer_input_already_here_is_shown_by_a_blocking_read(hub, clients):
+    # The message is in the client's inbox before the read starts: the read that
+    # takes it must return its text, not go on waiting for more (it did: the
+    # attached console then showed a peer's run only with the next output).
+    hub.welcome()
+    k = clients(hub.path)
+    k.on_peer_input = lambda message: "[client %s] %s\n" % (message["peer"], message["text"])
+    hub.send(FromKernel.PEER_INPUT, {"peer": 2, "kind": "execute", "text": "x = 1",
+                                     "filename": None, "lineno": 1})
+    # Sent after it on the same connection: once the client has this status, the
+    # PEER_INPUT message is in its inbox.
+    hub.status(status="busy", count=1, id=None, peer=2)
+    assert k.wait_status(("busy",), T) == "busy"
+    result = []
+    reader = threading.Thread(target=lambda: result.append(k.stdout.read_one(True)),
+                              daemon=True)
+    reader.start()
+    reader.join(T)
+    assert result == ["[client 2] x = 1\n"]
