@@ -51,6 +51,7 @@ _TOKEN = re.compile(r"[\w.]*$")   # the word the kernel completes (see introspec
 # Readline's word delimiters without "." so "os.pa" is one word, like the kernel's.
 _DELIMS = " \t\n`~!@#$%^&*()-=+[{]}\\|;:'\",<>/?"
 _SYNC_TIMEOUT = 1.0   # the longest a prompt waits for the printers to catch up
+_TAIL_CHARS = 256     # of stdout kept to tell whether a prompt is on the screen
 # The first and last "completions" python.el's native completion reads (python.el
 # python-shell-completion-native-setup): its output ends at the second.
 _EMACS_DUMMIES = ("0__dummy_completion__", "1__dummy_completion__")
@@ -72,6 +73,7 @@ class Console:
                              and self.stdout is sys.stdout and _isatty(self.stdin)
                              and _isatty(self.stdout) and _setup_readline(self))
         self._write_lock = threading.Lock()
+        self._tail = ""   # the end of what was last written to stdout
         self._cond = threading.Condition()
         self._stopping = False
         self._asked = 0     # output barriers put in
@@ -103,6 +105,8 @@ class Console:
         with self._write_lock:
             stream.write(text)
             stream.flush()
+            if stream is self.stdout and text:
+                self._tail = (self._tail + text)[-_TAIL_CHARS:]
 
     # -- running -------------------------------------------------------------
 
@@ -141,11 +145,17 @@ class Console:
     def interact(self):
         """The read-send loop until the session ends; returns the exit code."""
         kernel = self.kernel
+        # The prompt of an input() or pdb this console may answer though it did not
+        # start that run may not be on the screen: the run's client left, or this
+        # console attached after the prompt was written.
+        unseen_prompt = self.leave_at_end
         while True:
             serial = kernel.status_serial
             status = kernel.wait_status(IDLE)
             if status in (protocol.INPUT, protocol.DEBUG) and kernel.status_peer is not None:
-                # Another client's run asks: its client answers. Wait for what follows.
+                # Another client's run asks: its client answers (or leaves, and the
+                # hub says so with the status again). Wait for what follows.
+                unseen_prompt = True
                 kernel.wait_status_after(serial)
                 continue
             password = status == protocol.INPUT and kernel.password
@@ -167,6 +177,9 @@ class Console:
                 prompt = kernel.prompt
                 if status == protocol.READY:
                     self._follow_statement(prompt)
+                elif unseen_prompt and prompt and not self._tail.endswith(prompt):
+                    self.write(prompt)
+                unseen_prompt = False
                 try:
                     line = self.read_line(prompt if status == protocol.READY else "",
                                           plain=password)
@@ -706,9 +719,10 @@ def _attached(args, stdin, stdout, stderr):
     try:
         console = Console(kernel, stdin, stdout, stderr, interactive=args.interactive or None)
         if console.interactive and not args.quiet:
-            console.write("Attached to kernel %d%s (%d clients).\n" % (
-                kernel.pid, ", read-only" if kernel.readonly else "", kernel.clients or 1),
-                console.stderr)
+            clients = kernel.clients or 1
+            console.write("Attached to kernel %d%s (%d client%s).\n" % (
+                kernel.pid, ", read-only" if kernel.readonly else "", clients,
+                "" if clients == 1 else "s"), console.stderr)
         return console.run()
     finally:
         _leave(kernel)

@@ -140,6 +140,20 @@ def test_attached_console_waits_out_another_clients_input_prompt(hub):
     assert result["code"] == 0
 
 
+def test_attached_console_answers_input_once_the_asking_client_left(hub):
+    hub.welcome(status={"status": "input", "prompt": "Name? ", "password": False, "peer": 2})
+    thread, result, stdout, stderr = attached(hub, ["--attach", hub.path], "Ada\n")
+    # Client 2 left: the hub sends the status again, without "peer".
+    hub.status(status="input", prompt="Name? ", password=False)
+    assert hub.receive(ToKernel.STDIN) == "Ada\n"       # the answer, from this console
+    hub.status(status="busy", count=1, id=None)
+    hub.status(status="ready", prompt=">>> ", count=1, id=None, error=None)
+    thread.join(T)
+    assert result["code"] == 0
+    # It attached after the prompt was written: the console wrote it (once).
+    assert stdout.getvalue() == "Name? "
+
+
 def test_read_only_console(hub):
     hub.use(hub.ro).welcome(readonly=True)
     thread, result, stdout, stderr = attached(hub, ["--attach", hub.path, "--readonly", "-i"],

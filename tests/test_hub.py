@@ -155,9 +155,13 @@ def test_input_is_answered_by_another_once_the_asker_left(hubs):
     hub = hubs()
     a, b = hub.peer(), hub.peer()
     a.execute("value = input()")
-    b.status(lambda s: s.get("status") == "input")
+    asked = b.status(lambda s: s.get("status") == "input")
+    assert asked["peer"] == 1
     a.close()
     b.session_message(lambda m: m == {"type": "clients", "count": 1})
+    # The status again, without "peer": b may answer now.
+    again = b.status(lambda s: s.get("status") == "input" and "peer" not in s)
+    assert again["prompt"] == asked["prompt"]
     b.stdin("from B\n")
     b.status(lambda s: is_ready(s) and s.get("peer") == 1)
     out, _ = b.run("print(value)")

@@ -349,10 +349,25 @@ def test_anyone_answers_once_the_asker_left(router):
     h = hub_id(router.from_client(1, CONTROL, execute("input()")))
     router.from_kernel(STATUS, busy(h))
     router.from_kernel(STATUS, status("debug", prompt="(Pdb) "))
-    router.detach(1)
+    # The others learn it from the status again, now without "peer".
+    [again] = to_client(router.detach(1), 2, STATUS)
+    assert again["status"] == "debug" and "peer" not in again
+    assert to_kernel(router.from_client(2, STDIN, "p 1\n")) == [(STDIN, "p 1\n")]
+    # pdb's next prompt, and the next: still anyone's.
+    [prompt] = to_client(router.from_kernel(STATUS, status("debug", prompt="(Pdb) ")), 2, STATUS)
+    assert "peer" not in prompt
     assert to_kernel(router.from_client(2, STDIN, "c\n")) == [(STDIN, "c\n")]
     actions = router.from_kernel(STATUS, ready(h))
     assert to_client(actions, 2, STATUS)[0]["peer"] == 1 and not router.pending
+
+
+def test_a_client_leaving_at_another_clients_prompt_sends_no_status(router):
+    three = two(router)
+    three.attach(3)
+    h = hub_id(router.from_client(1, CONTROL, execute("input()")))
+    router.from_kernel(STATUS, busy(h))
+    router.from_kernel(STATUS, status("input", prompt="? ", password=False))
+    assert to_client(router.detach(2), 3, STATUS) == []     # client 1 still answers
 
 
 def test_a_leaving_clients_held_inputs_are_dropped(router):

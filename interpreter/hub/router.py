@@ -167,6 +167,12 @@ class Router:
         for hub_id in [h for h, (c, _) in self.introspect_ids.items() if c == client]:
             del self.introspect_ids[hub_id]   # its reply has nobody to go to
         actions = self._to_others(client, self._clients_message())
+        if self.answering() and self.status.get("_client") == client:
+            # Its run waits in input() or pdb: anyone may answer now. The status
+            # again, without "peer", tells the others so.
+            self.status["_client"] = None
+            actions += [(other, FromKernel.STATUS, self._status_for(other, self.status))
+                        for other in self.clients]
         return actions + self._release()
 
     def _clients_message(self):
@@ -399,7 +405,8 @@ class Router:
             self.current = self._run_client(hub_id)
             status["_client"] = self.current
         elif kind in PROMPT_STATUSES:
-            status["_client"] = self.current
+            # Its client may answer; anyone once that client has left.
+            status["_client"] = self.current if self.current in self.clients else None
         elif kind == protocol.ERROR:
             status["_client"] = self._run_client(hub_id)
         elif kind == protocol.READY:
