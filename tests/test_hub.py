@@ -420,6 +420,22 @@ def test_a_lone_slow_client_holds_the_kernel_output_back_but_not_its_statuses(hu
     assert ready["status"] == "ready" and ready["id"] == ident
 
 
+def test_a_persistent_kernel_drops_a_lone_stalled_client_and_goes_on(hubs):
+    # The editor that left the kernel running froze: after 1 s (10 by default)
+    # without reading anything, it is dropped, and the kernel's run goes on.
+    hub = hubs(persistent=True, env={"INTERPRETER_HUB_BACKLOG": str(2 * 1024 * 1024),
+                                     "INTERPRETER_HUB_STALL": "1"})
+    frozen = hub.peer(stalled=True, window=65536)
+    # Sent raw: a stalled peer's welcome is never read.
+    frozen.execute("for i in range(8000): print('z' * 999)\ndone = True")
+    reason = frozen.wait_closed()
+    assert reason.startswith("the peer closed the connection (stalled: no output read for 1 s")
+    b = hub.peer()
+    b.status(lambda s: is_ready(s) and s.get("peer") == 1)
+    out, _ = b.run("print(done)")
+    assert out == "True\n"
+
+
 def test_a_kernel_stuck_in_c_shows_unresponsive_to_a_new_client_at_once(hubs):
     hub = hubs()
     a = hub.peer()

@@ -91,3 +91,30 @@ def test_a_client_whose_backlog_is_empty_but_whose_connection_holds_a_window_wai
     slow.unsent = 0              # the sender's flush returned
     hub.backlog_drained(slow)
     assert not hub.paused and slow.dropped is None   # alone: paced, never dropped
+
+
+def test_a_persistent_kernel_drops_its_stalled_clients_and_goes_on():
+    slow = FakeClient(1, backlog=LIMIT + 1, writing=True)
+    hub = make_hub(slow)
+    hub.options.persistent = True
+    hub.stall_seconds = 10.0
+    with hub.lock:
+        hub._fell_behind(slow)
+    assert hub.paused and hub.stall_deadline() == hub.progress_at + 10.0
+    hub.drop_stalled()                       # too early: nothing happens
+    assert hub.paused and slow.dropped is None
+    hub.progress_at -= 10.0                  # ten seconds without a write
+    hub.drop_stalled()
+    assert not hub.paused and hub.kernel.paused == [True, False]
+    assert slow.dropped == "stalled: no output read for 10 s (2.0 MiB waiting)"
+
+
+def test_a_kernel_that_ends_with_its_last_client_waits_for_a_stalled_one():
+    slow = FakeClient(1, backlog=LIMIT + 1, writing=True)
+    hub = make_hub(slow)
+    with hub.lock:
+        hub._fell_behind(slow)
+    assert hub.stall_deadline() is None
+    hub.progress_at -= 100.0
+    hub.drop_stalled()
+    assert hub.paused and slow.dropped is None

@@ -44,8 +44,13 @@ SETTLE_SECONDS = 2.0
 # The smallest backlog bound: a kernel's output message has up to 1 Mi characters,
 # and a bound not well above that would trip on one message.
 MIN_BACKLOG = 2 * 1024 * 1024
+# A persistent kernel's output paused this long with no client reading any of
+# it: the clients past the bound are stalled, and dropped (the kernel outlives
+# them; a non-persistent one would end with its last client, so it waits).
+STALL_SECONDS = 10.0
 # Environment variables for tests and tuning (not part of the protocol).
 ENV_BACKLOG = "INTERPRETER_HUB_BACKLOG"
+ENV_STALL = "INTERPRETER_HUB_STALL"
 ENV_FIRST_CLIENT = "INTERPRETER_HUB_FIRST_CLIENT"
 
 
@@ -64,6 +69,7 @@ class Hub:
         self._debug = debug
         self.backlog_limit = max(MIN_BACKLOG, _env_number(ENV_BACKLOG, HUB_BACKLOG))
         self.first_client_seconds = _env_number(ENV_FIRST_CLIENT, FIRST_CLIENT_SECONDS)
+        self.stall_seconds = _env_number(ENV_STALL, STALL_SECONDS)
         self.window = max(65536, min(8 * 1024 * 1024, self.backlog_limit))
         self.handshake_seconds = HANDSHAKE_SECONDS
         self.lock = threading.RLock()
@@ -79,6 +85,7 @@ class Hub:
         self.end_reason = None
         self.terminate_requested = False
         self.paused = False
+        self.progress_at = 0.0     # when a client's sender last wrote (while paused)
         self.kernel_closed = False
         self.kernel_ready = threading.Event()
         self.acceptor = None
@@ -135,15 +142,19 @@ class Hub:
         """A client's backlog passed the bound: the kernel's output waits (its own
         flow control holds its prints) until some client's backlog is under half
         the bound again; then the clients still past the bound are dropped (they
-        are the slow ones). A lone slow client is never dropped: it paces the
-        kernel, as an unshared client does. (Dropping at once instead would also
-        drop a client that is only briefly behind, as every client is in a burst.)"""
+        are the slow ones). A lone slow client is not dropped: it paces the
+        kernel, as an unshared client does, unless it has stalled (see
+        drop_stalled). (Dropping at once instead would also drop a client that is
+        only briefly behind, as every client is in a burst.)"""
         if not self.paused:
             self.debug("client %s fell behind: kernel output paused", client.number)
             self.paused = True
+            self.progress_at = time.monotonic()
             self.kernel.pause_output(True)
             for other in self.clients.values():
                 other.ask_report()   # an idle sender reports once its connection drained
+            if self.options.persistent:
+                self._notify()   # the main thread watches for a stall
         self._maybe_resume()   # another client keeps up already: the slow one goes
 
     def _drop(self, client, reason):
@@ -232,9 +243,33 @@ class Hub:
 
     def backlog_drained(self, client):
         """A client's sender wrote a message (or, paused, flushed its connection)."""
-        if self.paused and client.backlog_chars <= self.backlog_limit // 2:
-            with self.lock:
-                self._maybe_resume()
+        if self.paused:
+            self.progress_at = time.monotonic()
+            if client.backlog_chars <= self.backlog_limit // 2:
+                with self.lock:
+                    self._maybe_resume()
+
+    def stall_deadline(self):
+        """When the paused output of a persistent kernel counts as stalled, or None."""
+        if self.paused and self.options.persistent:
+            return self.progress_at + self.stall_seconds
+        return None
+
+    def drop_stalled(self):
+        """No client has read any output for stall_seconds while the kernel's output
+        was paused: the ones not keeping up go, the kernel's output flows again."""
+        with self.lock:
+            deadline = self.stall_deadline()
+            if deadline is None or time.monotonic() < deadline:
+                return
+            half = self.backlog_limit // 2
+            for client in list(self.clients.values()):
+                if not client.over and (client.writing or client.held() > half):
+                    self._drop(client, "stalled: no output read for %g s (%s waiting)" % (
+                        self.stall_seconds, _about(client.held())))
+            self.debug("kernel output resumed (stalled clients dropped)")
+            self.paused = False
+            self.kernel.pause_output(False)
 
     def kernel_gone(self):
         """The connection to the kernel ended (the reader has relayed all of it)."""
@@ -279,15 +314,23 @@ class Hub:
     def run(self):
         """Serve until there is a reason to end (the main thread); returns it."""
         self.first_deadline = time.monotonic() + self.first_client_seconds
-        with self.cond:
-            while True:
-                reason = self._why_end()
-                if reason is not None:
-                    return reason
-                timeout = None
-                if not self.ever_attached and not self.options.persistent:
-                    timeout = max(0.0, self.first_deadline - time.monotonic()) + 0.01
-                self.cond.wait(timeout)
+        while True:
+            with self.cond:
+                while True:
+                    reason = self._why_end()
+                    if reason is not None:
+                        return reason
+                    timeout = None
+                    if not self.ever_attached and not self.options.persistent:
+                        timeout = max(0.0, self.first_deadline - time.monotonic()) + 0.01
+                    stall = self.stall_deadline()   # (plain reads, as in _why_end)
+                    if stall is not None:
+                        left = stall - time.monotonic()
+                        if left <= 0:
+                            break
+                        timeout = left if timeout is None else min(timeout, left)
+                    self.cond.wait(timeout)
+            self.drop_stalled()
 
     def shutdown(self, reason):
         """End the kernel (if alive), tell every client why, remove the file."""
@@ -329,6 +372,14 @@ class Hub:
             connfile.remove(self.path)
         kernel.join(2.0)
         return reason
+
+
+def _about(chars):
+    if chars >= 1024 * 1024:
+        return "%.1f MiB" % (chars / (1024 * 1024))
+    if chars >= 1024:
+        return "%d KiB" % (chars // 1024)
+    return "%d characters" % chars
 
 
 def _size(chars):
