@@ -299,7 +299,9 @@ class Console:
         return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
     def sync_output(self):
-        """Wait until the printer has written all output received so far."""
+        """Wait until the printer has written all output received so far, and the
+        output the last status counted."""
+        self.kernel.output.catch_up()
         with self._cond:
             self._asked += 1
             self.kernel.output.inject("stdout", SENTINEL)

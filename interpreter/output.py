@@ -178,6 +178,29 @@ class OutputStore:
                 with self.cond:
                     return self._find(match)
 
+    def catch_up(self, timeout):
+        """Wait until the kernel messages the last status counted are in the store
+        (a status can overtake its output: a hub relays them on separate paths);
+        False if they did not come within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.cond:
+                if not self._behind():
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.ended():
+                    return False
+                if self.pulling or self.size >= HELD_CHARS:
+                    self.cond.wait(remaining)   # the puller (or a reader) notifies
+                    continue
+                self.pulling = True
+            try:
+                self._pull(remaining)
+            finally:
+                with self.cond:
+                    self.pulling = False
+                    self.cond.notify_all()
+
     def _behind(self):
         """Has a status counted kernel messages not in the store yet? (cond held)"""
         expected = self.expected
@@ -414,6 +437,11 @@ class OrderedView:
     def inject(self, name, message):
         """Deliver a message on stream name locally, after everything received so far."""
         self._store.inject(name, message)
+
+    def catch_up(self, timeout=CATCH_UP):
+        """Wait until the output the last status counted has been received (so a
+        message injected now comes after it); False if it did not come in time."""
+        return self._store.catch_up(timeout)
 
     @property
     def pending(self):

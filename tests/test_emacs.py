@@ -45,10 +45,11 @@ def run_session(tmp_path, args, pipes=False, native=True):
     return results
 
 
-def check_session(results, path):
+def check_session(results, path, attached=False):
     """What python.el shows with CPython's own REPL (checked by hand with 3.13)."""
     start = results["start-buffer"]
-    assert start.startswith("Python 3.") and start.endswith(">>> ")
+    assert start.startswith("Attached to kernel " if attached else "Python 3.")
+    assert start.endswith(">>> ")
     assert "Traceback" not in start and "__PYTHON_EL" not in start
     assert results["no-output"] == "42"
     assert results["send-string"].endswith("\n10\n>>> ")
@@ -95,3 +96,17 @@ def test_run_python_on_pipes(tmp_path):
     # interactive on pipes, as with `python -i`.
     results = run_session(tmp_path, "-i -m interpreter", pipes=True, native=False)
     check_session(results, tmp_path / "mod.py")
+
+
+def test_run_python_attached_to_a_shared_kernel(tmp_path, monkeypatch):
+    # The console attached to a kernel another client spawned (--attach FILE):
+    # python.el works the same. Its statuses and output reach it on separate
+    # paths through the hub; a traceback still comes before the next prompt.
+    from interpreter.client import Kernel
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    kernel = Kernel.spawn(shared=True)
+    try:
+        results = run_session(tmp_path, "-m interpreter --attach " + kernel.connection_file)
+    finally:
+        kernel.close()
+    check_session(results, tmp_path / "mod.py", attached=True)

@@ -71,6 +71,36 @@ def test_a_read_waits_for_output_a_status_counted(wire):
     assert stdout.read(False) == ""
 
 
+def test_text_injected_after_catch_up_follows_the_output_a_status_counted(wire):
+    # A hub relays statuses directly and output through a queue: the ready can
+    # come first. The console waits (catch_up) before it puts its prompt's
+    # marker in, so the marker comes after that output.
+    import threading
+    send, store = wire
+    view = OrderedView(store)
+    with store.cond:
+        store.counted({"status": "ready", "stdout": 1, "stderr": 1})
+    caught = []
+    waiter = threading.Thread(target=lambda: caught.append(view.catch_up(T)))
+    waiter.start()
+    send[FromKernel.ORDER].write("01")
+    send[FromKernel.STDOUT].write("out\n")
+    send[FromKernel.STDERR].write("Traceback\n")
+    waiter.join(T)
+    assert caught == [True]
+    view.inject("stdout", "PROMPT")
+    assert [view.read_one(T) for _ in range(3)] == [
+        ("stdout", "out\n"), ("stderr", "Traceback\n"), ("stdout", "PROMPT")]
+    assert view.catch_up(0.0) is True            # nothing counted is missing now
+
+
+def test_catch_up_gives_up_after_its_timeout(wire):
+    send, store = wire
+    with store.cond:
+        store.counted({"status": "ready", "stdout": 1, "stderr": 0})
+    assert OrderedView(store).catch_up(0.05) is False   # the message never comes
+
+
 def test_output_for_another_reader_is_held_only_up_to_a_bound(wire, monkeypatch):
     from interpreter import output
     monkeypatch.setattr(output, "HELD_CHARS", 10)
