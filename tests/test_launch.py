@@ -127,3 +127,27 @@ def test_listen_round_trip(host, port, text):
 def test_bad_listen(text):
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listen(text)
+
+
+def test_the_hub_reads_the_command_hub_command_makes():
+    from interpreter.hub import options as hub_options
+    from interpreter.launch import hub_command
+    args = hub_command("/usr/bin/py", listen=("127.0.0.2", 7), persistent=True,
+                       tls=("/c.pem", "/k.pem"), cwd="/w", gui="tk", argv=["a", "b"])
+    options = hub_options.parse_args(args[3:])
+    assert (options.python, options.listen, options.persistent, options.tls_cert,
+            options.tls_key, options.cwd, options.gui, options.argv) == (
+        "/usr/bin/py", ("127.0.0.2", 7), True, "/c.pem", "/k.pem", "/w", "tk", ["a", "b"])
+    assert hub_options.parse_args(["--python=p"]).persistent is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--python is required"),
+    (["--python"], "needs a value"),
+    (["--python", "p", "--persistent=1"], "unknown argument"),
+    (["--python", "p", "--tls-cert", "c"], "go together"),
+])
+def test_hub_usage_errors(argv, message):
+    from interpreter.hub import options as hub_options
+    with pytest.raises(UsageError, match=message):
+        hub_options.parse_args(argv)

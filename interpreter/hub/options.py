@@ -1,6 +1,7 @@
 """The hub's command line (pure): see launch.hub_command() and USAGE."""
 
 from .. import protocol
+from ..kernel.options import UsageError, take_arguments
 from ..launch import parse_listen
 
 __all__ = ["USAGE", "UsageError", "Options", "parse_args"]
@@ -11,10 +12,6 @@ usage: python -c HUB_BOOTSTRAP --python PY --listen HOST:PORT [--persistent]
        [--startup FILE] [-- argv...]
 The full key (hex) comes from the environment variable %s only.
 """ % protocol.ENV_KEY
-
-
-class UsageError(Exception):
-    pass
 
 
 class Options:
@@ -37,23 +34,9 @@ _VALUE_OPTIONS = ("python", "listen", "tls-cert", "tls-key", "cwd", "path0", "gu
 def parse_args(argv):
     """Options from the hub's command line; UsageError if it is wrong."""
     options = Options()
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--":
-            options.argv = args
-            break
-        if arg == "--persistent":
-            options.persistent = True
-            continue
-        name, eq, value = arg.partition("=")
-        if not name.startswith("--") or name[2:] not in _VALUE_OPTIONS:
-            raise UsageError("unknown argument %r" % arg)
-        if not eq:
-            if not args:
-                raise UsageError("%s needs a value" % name)
-            value = args.pop(0)
-        setattr(options, name[2:].replace("-", "_"), value)
+    taken, options.argv = take_arguments(argv, _VALUE_OPTIONS, flags=("persistent",))
+    for name, value in taken.items():
+        setattr(options, name, value)
     if not options.python:
         raise UsageError("--python is required")
     if isinstance(options.listen, str):

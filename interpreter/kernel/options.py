@@ -6,7 +6,7 @@ so both are tested without a process.
 
 from .. import protocol
 
-__all__ = ["USAGE", "UsageError", "Options", "parse_args", "take_key"]
+__all__ = ["USAGE", "UsageError", "Options", "parse_args", "take_arguments", "take_key"]
 
 USAGE = """\
 usage: python -m interpreter.kernel --address A --port P [--cwd DIR] [--path0 P]
@@ -35,23 +35,39 @@ class Options:
 _VALUE_OPTIONS = ("address", "port", "cwd", "path0", "gui", "startup")
 
 
-def parse_args(argv, environ):
-    """Options from the kernel's command line (see USAGE); UsageError if it is wrong."""
-    options = Options(environ)
+def take_arguments(argv, names, flags=()):
+    """`--name value`, `--name=value` (names) and `--flag` (flags) up to `--`:
+    ({attribute: value or True}, the arguments after `--` or None); UsageError
+    for anything else. Attributes are the names with "-" as "_"."""
     args = list(argv)
+    taken, rest = {}, None
     while args:
         arg = args.pop(0)
         if arg == "--":
-            options.argv = args or [""]
+            rest = args
             break
+        if arg.startswith("--") and arg[2:] in flags:
+            taken[arg[2:].replace("-", "_")] = True
+            continue
         name, eq, value = arg.partition("=")
-        if not name.startswith("--") or name[2:] not in _VALUE_OPTIONS:
+        if not name.startswith("--") or name[2:] not in names:
             raise UsageError("unknown argument %r" % arg)
         if not eq:
             if not args:
                 raise UsageError("%s needs a value" % name)
             value = args.pop(0)
-        setattr(options, name[2:], value)
+        taken[name[2:].replace("-", "_")] = value
+    return taken, rest
+
+
+def parse_args(argv, environ):
+    """Options from the kernel's command line (see USAGE); UsageError if it is wrong."""
+    options = Options(environ)
+    taken, rest = take_arguments(argv, _VALUE_OPTIONS)
+    for name, value in taken.items():
+        setattr(options, name, value)
+    if rest is not None:
+        options.argv = rest or [""]
     if options.port is None:
         raise UsageError("no port: pass --port or set %s" % protocol.ENV_PORT)
     try:
