@@ -26,7 +26,7 @@ import time
 
 from channels import interrupts
 
-__all__ = ["KernelProcess", "HubProcess", "HubStartError", "USE_PIDFD"]
+__all__ = ["KernelProcess", "HubProcess", "HubStartError", "ProcessPipes", "USE_PIDFD"]
 
 # Bytes asked of one read() of a kernel's pipe.
 PIPE_READ = 65536
@@ -56,6 +56,48 @@ def read_available(fd, decoder, until_empty=False):
             return "".join(parts), False
 
 
+class ProcessPipes:
+    """The stdout and stderr pipes of a process (subprocess.Popen), read without
+    blocking and decoded as UTF-8 incrementally.
+
+    deliver(target, text) gets what each read took, under the lock (so texts
+    keep their order); targets are (stdout's, stderr's). A pipe at EOF is
+    forgotten, then ended(fd, pipe file) is called (lock held).
+    """
+
+    def __init__(self, proc, targets, deliver, ended=None):
+        self.deliver, self.ended = deliver, ended
+        self.lock = threading.Lock()
+        self.open = {}   # fd -> (decoder, target, pipe file); removed at EOF
+        for pipe, target in zip((proc.stdout, proc.stderr), targets):
+            os.set_blocking(pipe.fileno(), False)
+            self.open[pipe.fileno()] = (codecs.getincrementaldecoder("utf-8")("replace"),
+                                        target, pipe)
+
+    def fds(self):
+        """The pipes not at EOF yet."""
+        return list(self.open)
+
+    def read(self, fd, until_empty=False):
+        """Read pipe fd (one read, or until_empty all it holds) and deliver the text."""
+        with self.lock:
+            entry = self.open.get(fd)
+            if entry is None:
+                return
+            decoder, target, pipe = entry
+            text, at_eof = read_available(fd, decoder, until_empty)
+            if at_eof:
+                del self.open[fd]
+            self.deliver(target, text)
+            if at_eof and self.ended is not None:
+                self.ended(fd, pipe)
+
+    def read_all(self):
+        """Deliver whatever the pipes hold now."""
+        for fd in list(self.open):
+            self.read(fd, until_empty=True)
+
+
 class KernelProcess:
     """The process of one kernel: its pipes, its exit code, its process group.
 
@@ -72,12 +114,9 @@ class KernelProcess:
         self.on_exit = on_exit
         self.exit_code = None
         self.exited = threading.Event()
-        self.pipe_lock = threading.Lock()
-        self.pipes = {}   # fd -> (decoder, receiving channel, pipe file); removed at EOF
-        for pipe, channel in ((self.proc.stdout, stdout), (self.proc.stderr, stderr)):
-            os.set_blocking(pipe.fileno(), False)
-            self.pipes[pipe.fileno()] = (codecs.getincrementaldecoder("utf-8")("replace"),
-                                         channel, pipe)
+        self.pipes = ProcessPipes(self.proc, (stdout, stderr),
+                                  lambda channel, text: channel.inject(text),
+                                  lambda fd, pipe: self.drainer.forget(fd, pipe))
         self.pidfd = None
         self.group_ended = False      # the final SIGKILL of the process group was sent
         self.drainer = Drainer.get()
@@ -87,21 +126,7 @@ class KernelProcess:
 
     def flush_pipes(self):
         """Deliver whatever the process has written to its pipes so far."""
-        for fd in list(self.pipes):
-            self.read_pipe(fd, until_empty=True)
-
-    def read_pipe(self, fd, until_empty=False):
-        """Read the pipe fd (non-blocking) and inject its text; at EOF forget it."""
-        with self.pipe_lock:
-            entry = self.pipes.get(fd)
-            if entry is None:
-                return
-            decoder, channel, pipe = entry
-            text, ended = read_available(fd, decoder, until_empty)
-            channel.inject(text)
-            if ended:
-                del self.pipes[fd]
-                self.drainer.forget(fd, pipe)
+        self.pipes.read_all()
 
     # -- exit and ending ------------------------------------------------------------
 
@@ -285,8 +310,8 @@ class Drainer:
         self._call(self._forget, fd, pipe)
 
     def _add(self, process):
-        for fd in list(process.pipes):
-            self.selector.register(fd, selectors.EVENT_READ, (process.read_pipe, fd))
+        for fd in process.pipes.fds():
+            self.selector.register(fd, selectors.EVENT_READ, (process.pipes.read, fd))
         if USE_PIDFD:
             try:
                 process.pidfd = os.pidfd_open(process.pid)

@@ -11,7 +11,6 @@ all owned by KernelSide and ended with the kernel:
 - the waiter: os.waitpid on the process (Popen.wait), blocking.
 """
 
-import codecs
 import os
 import selectors
 import signal
@@ -21,7 +20,7 @@ import threading
 from channels import Channels, ChannelsError, interrupts
 
 from ..launch import PACKAGE_ROOT, kernel_command, kernel_environment
-from ..process import read_available
+from ..process import ProcessPipes
 from ..protocol import FromKernel
 
 __all__ = ["KernelSide"]
@@ -51,13 +50,9 @@ class KernelSide:
         self.exited = threading.Event()
         self.reader_done = threading.Event()
         self.pipes_done = threading.Event()
-        self.pipe_lock = threading.Lock()
-        self.pipes = {}
-        for pipe, channel in ((self.proc.stdout, FromKernel.PROCESS_STDOUT),
-                              (self.proc.stderr, FromKernel.PROCESS_STDERR)):
-            os.set_blocking(pipe.fileno(), False)
-            self.pipes[pipe.fileno()] = (codecs.getincrementaldecoder("utf-8")("replace"),
-                                         channel, pipe)
+        # (A pipe at EOF is closed by join(), after the selector let go of it.)
+        self.pipes = ProcessPipes(self.proc, (FromKernel.PROCESS_STDOUT,
+                                              FromKernel.PROCESS_STDERR), hub.from_process)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -155,21 +150,8 @@ class KernelSide:
 
     def read_pipes(self):
         """Relay what the pipes hold now (non-blocking)."""
-        if self.output_paused:
-            return
-        for fd in list(self.pipes):
-            self._read_pipe(fd, until_empty=True)
-
-    def _read_pipe(self, fd, until_empty=False):
-        with self.pipe_lock:
-            entry = self.pipes.get(fd)
-            if entry is None:
-                return
-            decoder, channel, pipe = entry
-            text, ended = read_available(fd, decoder, until_empty)
-            if ended:
-                del self.pipes[fd]   # closed by join(), after the selector let go
-            self.hub.from_process(channel, text)
+        if not self.output_paused:
+            self.pipes.read_all()
 
     def _pipe_loop(self):
         interrupts.block_in_this_thread()
@@ -177,8 +159,8 @@ class KernelSide:
         selector.register(self.wake_r, selectors.EVENT_READ)
         registered = set()
         try:
-            while self.pipes:
-                wanted = set() if self.output_paused else set(self.pipes)
+            while self.pipes.fds():
+                wanted = set() if self.output_paused else set(self.pipes.fds())
                 for fd in registered - wanted:
                     selector.unregister(fd)
                 for fd in wanted - registered:
@@ -196,7 +178,7 @@ class KernelSide:
                         except (BlockingIOError, InterruptedError):
                             pass
                     else:
-                        self._read_pipe(key.fd)
+                        self.pipes.read(key.fd)
         except Exception:
             self.hub.debug_exception("pipe reader")
         finally:
