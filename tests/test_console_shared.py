@@ -15,7 +15,7 @@ import pytest
 
 from interpreter import connfile, console
 from interpreter.protocol import FromKernel, ToKernel
-from test_shared import alive, force_end, needs_hub, wait_until
+from test_shared import alive, force_end, wait_until
 from test_shared_client import KERNEL_PID, T, FakeHub
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,7 +184,6 @@ def _stderr_line(process, timeout):
     return process.stderr.readline()
 
 
-@needs_hub
 def test_shared_console_and_an_attached_one():
     first = _console("--shared", "-q")
     pids = []
@@ -215,7 +214,6 @@ def test_shared_console_and_an_attached_one():
         force_end(pids)
 
 
-@needs_hub
 def test_persistent_console_leaves_its_kernel_running():
     first = _console("--persistent", "-q")
     pids = []

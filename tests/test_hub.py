@@ -461,21 +461,11 @@ def test_a_non_loopback_address_without_tls_is_refused(tmp_path, python):
         hub.close()
 
 
-def _tls_module():
-    try:
-        from channels import tls
-    except ImportError:
-        return None
-    return tls
-
-
-@pytest.mark.skipif(_tls_module() is None, reason="channels.tls is not there yet")
 def test_tls_on_a_loopback_address_other_than_127_0_0_1(hubs, tmp_path):
     import shutil
     import ssl
     import subprocess
-    from channels import Channels
-    tls = _tls_module()
+    from channels import Channels, tls
     if shutil.which("openssl") is None:
         pytest.skip("no openssl to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

@@ -17,14 +17,9 @@ import time
 
 import pytest
 
+import test_client
 from interpreter import Kernel, KernelError, connfile
-
-try:
-    import interpreter.hub  # noqa: F401
-    HAVE_HUB = True
-except ImportError:   # the hub is built on its own branch: these run once it is merged
-    HAVE_HUB = False
-needs_hub = pytest.mark.skipif(not HAVE_HUB, reason="no interpreter.hub in this tree")
+from test_client import alive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T = 20.0
@@ -37,23 +32,9 @@ def python_id(path):
     return "default" if path == sys.executable else path.split("/")[-3]
 
 
-def alive(pid):
-    """Is process pid running (a zombie counts as gone)?"""
-    try:
-        with open("/proc/%d/stat" % pid) as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def wait_until(predicate, timeout=T):
     """Poll predicate (a state of other processes) until it holds; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(0.02)
+    return test_client.wait_until(predicate, timeout)
 
 
 def hub_pid(kernel):
@@ -120,7 +101,6 @@ def collect(kernel, wanted, timeout=T):
     return seen
 
 
-@needs_hub
 @pytest.mark.parametrize("python", PYTHONS, ids=python_id)
 def test_two_clients_see_each_others_print_and_c_output(kernels, python):
     k = kernels.spawn(python=python)
@@ -137,7 +117,6 @@ def test_two_clients_see_each_others_print_and_c_output(kernels, python):
     assert "print of other\n" in seen and "C err of other\n" in seen
 
 
-@needs_hub
 def test_the_others_are_shown_what_a_client_runs(kernels):
     k = kernels.spawn()
     other = kernels.connect(k.connection_file)
@@ -150,7 +129,6 @@ def test_the_others_are_shown_what_a_client_runs(kernels):
     assert seen == "[line] x = 6 * 7\n[execute] print(x)42\n"
 
 
-@needs_hub
 def test_c_code_writing_more_than_a_pipe_holds_while_keeping_the_gil(kernels):
     # libc's write() through ctypes.PyDLL keeps the GIL: a reader of the pipe inside
     # the kernel process could never run, and the write would never end.
@@ -165,7 +143,6 @@ def test_c_code_writing_more_than_a_pipe_holds_while_keeping_the_gil(kernels):
     assert seen.count("c") == size
 
 
-@needs_hub
 def test_input_goes_to_the_client_that_asked(kernels):
     k = kernels.spawn()
     other = kernels.connect(k.connection_file)
@@ -181,7 +158,6 @@ def test_input_goes_to_the_client_that_asked(kernels):
     assert ident is not None
 
 
-@needs_hub
 def test_read_only_client_watches_and_is_refused(kernels):
     k = kernels.spawn()
     watcher = kernels.connect(k.connection_file, readonly=True)
@@ -197,7 +173,6 @@ def test_read_only_client_watches_and_is_refused(kernels):
     assert k.run("6 * 7", timeout=T).stdout == "42\n"
 
 
-@needs_hub
 @pytest.mark.parametrize("python", PYTHONS, ids=python_id)
 def test_detach_and_reconnect_finds_a_variable(kernels, python):
     k = kernels.spawn(python=python)
@@ -214,7 +189,6 @@ def test_detach_and_reconnect_finds_a_variable(kernels, python):
     assert back.namespace(timeout=T)[0][:2] == ("v", "int")
 
 
-@needs_hub
 def test_a_default_kernel_ends_when_its_last_client_leaves(kernels):
     k = kernels.spawn()
     pids, path = [k.pid, hub_pid(k)], k.connection_file
@@ -227,7 +201,6 @@ def test_a_default_kernel_ends_when_its_last_client_leaves(kernels):
     assert not os.path.exists(path)
 
 
-@needs_hub
 def test_close_of_an_attached_client_ends_the_kernel_for_all(kernels):
     k = kernels.spawn()
     other = kernels.connect(k.connection_file)
@@ -236,7 +209,6 @@ def test_close_of_an_attached_client_ends_the_kernel_for_all(kernels):
     assert wait_until(lambda: not alive(k.pid))
 
 
-@needs_hub
 def test_kill_ends_kernel_and_hub(kernels):
     k = kernels.spawn()
     pids = [k.pid, hub_pid(k)]
@@ -247,7 +219,6 @@ def test_kill_ends_kernel_and_hub(kernels):
     assert not os.path.exists(k.connection_file)   # the killed hub could not remove it
 
 
-@needs_hub
 def test_restart_makes_a_new_shared_kernel(kernels):
     k = kernels.spawn()
     first = (k.pid, k.connection_file)
@@ -259,7 +230,6 @@ def test_restart_makes_a_new_shared_kernel(kernels):
     assert wait_until(lambda: not alive(k.pid))
 
 
-@needs_hub
 def test_interrupt_from_an_attached_client(kernels):
     k = kernels.spawn()
     other = kernels.connect(k.connection_file)
@@ -271,7 +241,6 @@ def test_interrupt_from_an_attached_client(kernels):
     assert ident is not None
 
 
-@needs_hub
 def test_a_kernel_stuck_in_c_shows_unresponsive_and_a_new_client_learns_it_at_once(kernels):
     k = kernels.spawn()
     # One C loop that neither releases the GIL nor runs Python signal handlers.
@@ -286,7 +255,6 @@ def test_a_kernel_stuck_in_c_shows_unresponsive_and_a_new_client_learns_it_at_on
     assert other.wait_status(["dead"], T) == "dead"
 
 
-@needs_hub
 def test_connection_file_is_private(kernels):
     k = kernels.spawn()
     path = k.connection_file
@@ -310,7 +278,6 @@ def _spawner_script(persistent):
         """ % (ROOT, persistent))
 
 
-@needs_hub
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "default"])
 def test_spawner_sigkilled(kernels, tmp_path, persistent):
     """A persistent kernel outlives its spawner's SIGKILL; a default one ends with it."""
